@@ -1,0 +1,83 @@
+"""Every hyperparameter of monet_tf, documented in one place.
+
+Experiment files in `configs/` start from `base_config()` and override what they change; any
+field can be overridden on the command line (`--config.train.epochs=5`). The resolved config is
+saved beside the checkpoints as `config.json`.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # Seeds the data order, augmentation, weight init and the training step's RNG.
+
+    c.data = ml_collections.ConfigDict()
+    # A Kaggle-layout folder (monet_tfrec/ + photo_tfrec/, or monet_jpg/ + photo_jpg/). Empty: the
+    # mounted /kaggle/input/gan-getting-started when present, else the bundled tfrecords/sample.
+    c.data.data_dir = ""
+    # Explicit sources override data_dir per domain: a TFRecord directory or glob (local or gs://),
+    # a folder of JPEG/PNG files (searched recursively), or "tfds:cycle_gan/monet2photo".
+    c.data.monet = ""
+    c.data.photo = ""
+    c.data.image_size = 256  # Training resolution; images of any size are resized to it.
+    c.data.jitter = True  # Random jitter: upscale by jitter_scale, then random-crop image_size.
+    c.data.jitter_scale = 1.12  # 256 -> 286 as in the CycleGAN paper.
+    c.data.flip = True  # Random horizontal flip.
+    c.data.shuffle_buffer = 2048  # Per domain; both domains are shuffled and repeated separately.
+    c.data.steps_per_epoch = 0  # 0: one pass over the training photos per epoch.
+    c.data.heldout_fraction = 0.02  # Photos held out of training (chosen by name) for grids/scores.
+    c.data.min_image_size = 64  # Smaller images are bad input.
+    c.data.skip_bad_records = False  # True: skip undecodable records and report the count.
+    c.data.cache = True  # Cache decoded images in memory (the competition data fits easily).
+
+    c.model = ml_collections.ConfigDict()
+    c.model.generator = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | unet_256 | unet_128
+    c.model.ngf = 64  # Generator width (filters of the first conv).
+    c.model.upsample = "transpose"  # transpose | resize (nearest-neighbour resize + conv)
+    c.model.dropout = 0.0  # U-Net decoder dropout rate (pix2pix uses 0.5).
+    c.model.critic = "patchgan"
+    c.model.ndf = 64  # Critic width.
+    c.model.critic_layers = 3  # 3 layers: 70x70 receptive field.
+    c.model.critic_noise = 0.0  # Std of Gaussian noise added to critic inputs (0: off).
+    c.model.spectral_norm = False  # Spectral normalisation on the critic's convolutions.
+    c.model.norm_epsilon = 1e-5  # Instance norm epsilon (PyTorch's default, not Keras' 1e-3).
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.gan = "lsgan"  # lsgan | bce | hinge
+    c.loss.cycle_weight = 10.0  # lambda of the cycle-consistency L1.
+    c.loss.identity_weight = 0.5  # Identity L1 weight, as a fraction of cycle_weight.
+    c.loss.pool_size = 50  # Image history pool per critic (0: off).
+    c.loss.diffaugment = ""  # Comma list of color,translation,cutout (empty: off).
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 2e-4
+    c.optim.beta_1 = 0.5
+    c.optim.beta_2 = 0.999
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 1  # Per replica; the global batch is batch_size x replicas.
+    c.train.epochs = 100  # Epochs at constant learning rate...
+    c.train.decay_epochs = 100  # ...then epochs of linear decay to zero.
+    c.train.steps_per_execution = 1  # Steps per compiled call (raise it on TPU).
+    c.train.jit_compile = True  # XLA-compile the training step.
+    c.train.mixed_precision = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    c.train.checkpoint_every = 1  # Epochs between checkpoints (one is always written at the end).
+    c.train.keep_checkpoints = 3
+    c.train.sample_every = 1  # Epochs between sample grids (0: off).
+    c.train.num_samples = 4  # Held-out images per domain in the sample grid.
+    c.train.deterministic = False  # tf.config.experimental.enable_op_determinism().
+    c.train.demo_images = 4  # Photos translated into <workdir>/demo/ at the end.
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 0  # Epochs between MiFID scores (0: off).
+    c.eval.num_images = 1000  # Held-out photos translated and scored.
+    c.eval.batch_size = 32
+    c.eval.inception_weights = ""  # Local InceptionV3 .h5; empty: Keras' ImageNet weights.
+
+    c.wandb = ml_collections.ConfigDict()
+    c.wandb.enabled = False
+    c.wandb.project = "monet_tf"
+    c.wandb.entity = ""
+    c.wandb.run_name = ""
+    return c

@@ -1,0 +1,44 @@
+"""Shared test set-up: two logical CPU devices (for MirroredStrategy tests) and data locations."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Must happen before TensorFlow initialises its devices: every test process sees /cpu:0 and /cpu:1.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "tfrecords" / "sample"
+SHARED_DATA = REPO.parent / "shared" / "data" / "gan-getting-started"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> pathlib.Path:
+    """The bundled sample in the competition schema (monet_tfrec/, photo_tfrec/)."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """The real competition data beside the repo; tests that need it skip when it is absent."""
+    if not (SHARED_DATA / "photo_tfrec").is_dir():
+        pytest.skip(f"competition data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
