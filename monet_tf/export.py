@@ -1,0 +1,193 @@
+"""Export a generator as a self-contained SavedModel that maps uint8 images to uint8 images.
+
+The exported model needs only TensorFlow to run (no monet_tf, no Keras, no custom layers):
+
+    model = tf.saved_model.load(path)
+    monet = model.signatures["serving_default"](images=photos_uint8)["images"]
+
+`photos_uint8` is [N, H, W, 3] uint8 for any N, H, W (H and W multiples of 4 are the documented
+contract; other sizes also work). The signature scales to [-1, 1], reflect-pads H and W up to the
+generator's multiple (4 for ResNet, 256 for U-Net 256) and crops back, runs the generator in
+float32 whatever the training precision, and rounds and clips the output back to uint8.
+"""
+
+import os
+import shutil
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+INPUT_NAME = "images"  # The serving signature's input argument.
+OUTPUT_KEY = "images"  # The serving signature's output key.
+
+
+class _Translator(tf.Module):
+    """What the SavedModel holds: the generator's variables and the uint8 -> uint8 signature."""
+
+    def __init__(self, generator: keras.Model, multiple: int):
+        super().__init__(name="translator")
+        # Bypass attribute tracking: the Keras objects are traced into the graph, not saved;
+        # only the variables below are, so loading needs neither Keras nor monet_tf.
+        self.__dict__["_generator"] = generator
+        self.generator_variables = list(generator.variables)
+        self.multiple = tf.constant(multiple, tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
+    def translate(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        tf.debugging.assert_greater_equal(
+            tf.minimum(height, width), 2, message="images must be at least 2x2 pixels"
+        )
+
+        def translate_batch() -> tf.Tensor:
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            x = _reflect_pad_to_multiple(x, self.multiple)
+            y = tf.cast(self._generator(x, training=False), tf.float32)
+            top = (tf.shape(y)[1] - height) // 2
+            left = (tf.shape(y)[2] - width) // 2
+            y = y[:, top : top + height, left : left + width, :]
+            return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+        # An empty batch maps to an empty batch (convolutions on N=0 are not reliable).
+        out = tf.cond(tf.shape(images)[0] > 0, translate_batch, lambda: tf.identity(images))
+        return {OUTPUT_KEY: tf.ensure_shape(out, [None, None, None, 3])}
+
+
+def _reflect_indices(size: tf.Tensor, padded: tf.Tensor) -> tf.Tensor:
+    """Indices into [0, size) that centre the image in `padded` pixels, mirroring at the edges.
+
+    Unlike tf.pad(mode="REFLECT") this works for any amount of padding (a 32-pixel image padded to
+    256 for a U-Net mirrors back and forth), so every size is accepted.
+    """
+    before = (padded - size) // 2
+    period = 2 * (size - 1)
+    j = tf.math.floormod(tf.range(padded) - before, period)
+    return tf.where(j < size, j, period - j)
+
+
+def _reflect_pad_to_multiple(x: tf.Tensor, multiple: tf.Tensor) -> tf.Tensor:
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    padded_height = (height + multiple - 1) // multiple * multiple
+    padded_width = (width + multiple - 1) // multiple * multiple
+    x = tf.gather(x, _reflect_indices(height, padded_height), axis=1)
+    return tf.gather(x, _reflect_indices(width, padded_width), axis=2)
+
+
+def _float32_dynamic_config(config: Any) -> Any:
+    """A model config rewritten to compute in float32 and accept any image height and width."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return "float32"
+        out = {}
+        for key, value in config.items():
+            if key in ("batch_shape", "shape", "input_shape", "batch_input_shape") and (
+                isinstance(value, (list, tuple)) and len(value) == 4
+            ):
+                value = [value[0], None, None, value[3]]
+            elif key == "dtype" and value in ("bfloat16", "float16"):
+                value = "float32"
+            else:
+                value = _float32_dynamic_config(value)
+            out[key] = value
+        return out
+    if isinstance(config, list):
+        return [_float32_dynamic_config(v) for v in config]
+    return config
+
+
+def _custom_objects(model: keras.Model) -> dict[str, type]:
+    """The model's layer classes, so from_config finds custom layers even if unregistered."""
+    objects: dict[str, type] = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        cls = type(layer)
+        objects[cls.__name__] = cls
+        objects[keras.saving.get_registered_name(cls)] = cls
+    return objects
+
+
+def _inference_copy(generator: keras.Model) -> keras.Model:
+    """A float32 copy of `generator` with free spatial dimensions, holding the same weights.
+
+    Mixed-precision training leaves bfloat16/float16 compute policies on the layers, and a
+    generator built for a fixed image_size only accepts that size; serving needs neither.
+    """
+    try:
+        config = _float32_dynamic_config(generator.get_config())
+        with keras.saving.custom_object_scope(_custom_objects(generator)):
+            copy = generator.__class__.from_config(config)
+        copy.set_weights(generator.get_weights())
+        return copy
+    except Exception as err:  # Subclassed generators without a config: serve them as they are.
+        policy = generator.dtype_policy.compute_dtype
+        if policy != "float32":
+            raise ValueError(
+                f"cannot make a float32 copy of generator {generator.name!r} (compute dtype "
+                f"{policy}) for export: {err}"
+            ) from err
+        return generator
+
+
+def _is_saved_model(path: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(path, "saved_model.pb")) or tf.io.gfile.exists(
+        os.path.join(path, "saved_model.pbtxt")
+    )
+
+
+def _check_generator(generator: keras.Model) -> None:
+    if not isinstance(generator, keras.Model):
+        raise TypeError(f"generator must be a keras.Model, got {type(generator).__name__}")
+    if not generator.built:
+        raise ValueError(f"generator {generator.name!r} is not built: call it on a batch first")
+    shapes = [tuple(generator.input_shape), tuple(generator.output_shape)]
+    for kind, shape in zip(("input", "output"), shapes):
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(
+                f"generator {generator.name!r} {kind} shape is {shape}; expected [N, H, W, 3] images"
+            )
+
+
+def export_generator(generator: keras.Model, path: str, multiple: int = 4) -> None:
+    """Write `generator` to `path` as a SavedModel with a uint8 -> uint8 `serving_default`.
+
+    `multiple`: the generator needs H and W divisible by it (monet_tf.models.generator_multiple);
+    inputs are reflect-padded up to it inside the signature and the output cropped back.
+    An existing SavedModel at `path` is replaced atomically (written beside it, then renamed);
+    any other existing file or non-empty folder is refused rather than deleted.
+    """
+    _check_generator(generator)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+    path = os.fspath(path).rstrip("/")
+    if not path:
+        raise ValueError("export path is empty")
+    if tf.io.gfile.exists(path):
+        if not tf.io.gfile.isdir(path):
+            raise ValueError(f"export path {path} exists and is a file, not a SavedModel folder")
+        if tf.io.gfile.listdir(path) and not _is_saved_model(path):
+            raise ValueError(
+                f"export path {path} is a non-empty folder that is not a SavedModel; "
+                "refusing to overwrite it"
+            )
+
+    translator = _Translator(_inference_copy(generator), multiple)
+    signatures = {"serving_default": translator.translate.get_concrete_function()}
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    if "://" in path:  # Object stores cannot rename folders atomically: replace in place.
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        tf.saved_model.save(translator, path, signatures=signatures, options=options)
+        return
+
+    tmp, old = path + ".tmp", path + ".old"
+    for leftover in (tmp, old):
+        if os.path.lexists(leftover):
+            shutil.rmtree(leftover)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tf.saved_model.save(translator, tmp, signatures=signatures, options=options)
+    if os.path.exists(path):
+        os.rename(path, old)
+    os.rename(tmp, path)
+    if os.path.lexists(old):
+        shutil.rmtree(old)
