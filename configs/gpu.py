@@ -1,0 +1,19 @@
+"""One GPU (e.g. a Kaggle P100/T4 or a 16 GB card): the CycleGAN paper's recipe with mixed float16."""
+
+from monet_tf.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.data.image_size = 256
+    c.data.heldout_fraction = 0.15
+    c.model.generator = "resnet_9blocks"
+    c.loss.diffaugment = "color,translation,cutout"
+    c.train.batch_size = 1
+    c.train.epochs = 15
+    c.train.decay_epochs = 15
+    c.train.steps_per_execution = 8
+    c.train.mixed_precision = "auto"  # mixed_float16 with loss scaling on GPU
+    c.eval.every = 5
+    c.eval.num_images = 1000
+    return c

@@ -1,0 +1,206 @@
+"""Keras callbacks of the training job: progress, stopping, sample grids, loss curves, wandb.
+
+Each callback does one thing and reads the CycleGAN through its domain-named generators
+(`photo_to_monet`, `monet_to_photo`). Checkpointing is not a callback: the training loop in
+`monet_tf.train` saves between epochs, where the state is known to be whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+class EpochProgbar(keras.callbacks.ProgbarLogger):
+    """The Keras progress bar, showing the true epoch out of the whole run.
+
+    The trainer calls `fit` once per epoch (so that every epoch's data is a function of the seed
+    and the epoch alone, and resuming is exact); plain Keras would print "Epoch 3/3".
+    """
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite metric and remembers where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.bad: tuple[int, int, str, float] | None = None  # (epoch, batch, metric, value)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            value = float(value)
+            if not math.isfinite(value):
+                self.bad = (self.epoch, batch, name, value)
+                self.model.stop_training = True
+                return
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT/SIGTERM into a clean stop after the current step, so the loop can checkpoint.
+
+    A second signal of the same kind falls back to the default behaviour (immediate exit).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signal_name = signal.Signals(signum).name
+        print(f"\n{self.signal_name} received: stopping after this step and saving a checkpoint.",
+              flush=True)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            self.model.stop_training = True
+
+
+def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
+    """Runs a generator in inference mode and returns float32 numpy in [-1, 1]."""
+    return np.asarray(generator(images, training=False), dtype=np.float32)
+
+
+def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.Figure:
+    """Rows of photo | Monet-style | cycled back, then Monet | photo-style | cycled back."""
+    to_monet = translate(model.photo_to_monet, photos)
+    photo_cycle = translate(model.monet_to_photo, to_monet)
+    to_photo = translate(model.monet_to_photo, monets)
+    monet_cycle = translate(model.photo_to_monet, to_photo)
+    rows = [(p, m, c) for p, m, c in zip(np.asarray(photos), to_monet, photo_cycle)]
+    rows += [(m, p, c) for m, p, c in zip(np.asarray(monets), to_photo, monet_cycle)]
+    headers = [("photo", "photo_to_monet", "cycled"), ("Monet", "monet_to_photo", "cycled")]
+    n_photos = len(photos)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            ax = axes[r, c]
+            ax.imshow(np.clip((image + 1.0) / 2.0, 0.0, 1.0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r in (0, n_photos):
+                ax.set_title(headers[0 if r == 0 else 1][c], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Every N epochs, translates fixed held-out photos and Monet paintings and saves a PNG grid.
+
+    The grid also goes to TensorBoard (as an image) and to wandb when a run is active.
+    """
+
+    def __init__(self, photos: tf.Tensor, monets: tf.Tensor, out_dir: str, every: int,
+                 tensorboard_dir: str | None = None, wandb_run=None):
+        super().__init__()
+        self.photos, self.monets = photos, monets
+        self.out_dir, self.every = out_dir, every
+        self.wandb_run = wandb_run
+        self.writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+        tf.io.gfile.makedirs(out_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every <= 0 or (epoch + 1) % self.every:
+            return
+        path = os.path.join(self.out_dir, f"epoch_{epoch + 1:04d}.png")
+        fig = sample_grid(self.model, self.photos, self.monets, f"epoch {epoch + 1}")
+        with tf.io.gfile.GFile(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
+        if self.writer is not None:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                image = tf.io.decode_png(f.read(), channels=3)
+            with self.writer.as_default():
+                tf.summary.image("samples", image[None], step=epoch + 1)
+            self.writer.flush()
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({"samples": wandb.Image(path)}, step=epoch + 1)
+
+
+def plot_loss_curves(csv_path: str, out_path: str) -> None:
+    """Plots every loss column of the metrics CSV against the epoch."""
+    with tf.io.gfile.GFile(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    columns = [k for k in rows[0] if k != "epoch" and k.endswith("loss")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in columns:
+        values = [float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows]
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with tf.io.gfile.GFile(out_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+class LossCurves(keras.callbacks.Callback):
+    """Redraws the loss-curve PNG from the metrics CSV after every epoch.
+
+    Must come after the CSVLogger in the callback list so the epoch's row is already written.
+    """
+
+    def __init__(self, csv_path: str, out_path: str):
+        super().__init__()
+        self.csv_path, self.out_path = csv_path, out_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        plot_loss_curves(self.csv_path, self.out_path)
+
+
+class WandbMetrics(keras.callbacks.Callback):
+    """Logs the epoch's metrics and learning rate to an active wandb run."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.log({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)

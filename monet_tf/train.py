@@ -1,0 +1,239 @@
+"""The training job: config -> data -> CycleGAN -> epochs with checkpoints -> exported generators.
+
+Every epoch's batches are a function of (seed, epoch) alone, and the step counters, image pools
+and random state live in checkpointed variables, so a run stopped at any point and resumed from
+its last checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from monet_tf import callbacks as cb
+from monet_tf import checkpoints as ckpt
+from monet_tf import data
+from monet_tf.export import export_generator
+from monet_tf.models import build_cyclegan, generator_multiple
+from monet_tf.strategy import set_mixed_precision
+
+METRICS_CSV = "metrics.csv"
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended early by a signal; a checkpoint was saved. `exit_code` follows the shell."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint was left untouched."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    workdir: str
+    epochs_done: int
+    export_dir: str
+    history: dict[str, list[float]]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible data seed per epoch."""
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**31 - 1)
+
+
+def global_step(model) -> int:
+    return int(model.step_counter.numpy())
+
+
+def _truncate_csv(path: str, epochs_done: int) -> None:
+    """Drops CSV rows of epochs that the restored checkpoint does not contain."""
+    if not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    with tf.io.gfile.GFile(path, "w") as f:
+        csv.writer(f, lineterminator="\n").writerows(kept)
+
+
+def _first_batch(dataset: tf.data.Dataset, n: int) -> tf.Tensor:
+    return next(iter(dataset.batch(n)))
+
+
+def _init_wandb(cfg: ml_collections.ConfigDict, workdir: str):
+    import wandb
+
+    id_file = os.path.join(workdir, "wandb_run_id")
+    run_id = None
+    if tf.io.gfile.exists(id_file):
+        with tf.io.gfile.GFile(id_file) as f:
+            run_id = f.read().strip()
+    run = wandb.init(
+        project=cfg.wandb.project, entity=cfg.wandb.entity or None,
+        name=cfg.wandb.run_name or None, config=cfg.to_dict(), dir=workdir,
+        id=run_id, resume="allow",
+    )
+    with tf.io.gfile.GFile(id_file, "w") as f:
+        f.write(run.id)
+    return run
+
+
+def _write_demo(export_dir: str, photos: tf.Tensor, out_dir: str) -> list[str]:
+    """Translates a few held-out photos through the exported SavedModel, as a user would."""
+    tf.io.gfile.makedirs(out_dir)
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    images = data.to_uint8(photos)
+    (translated,) = serve(images).values()
+    paths = []
+    for i, (before, after) in enumerate(zip(images, translated)):
+        for tag, image in (("photo", before), ("monet", after)):
+            path = os.path.join(out_dir, f"{i:03d}_{tag}.jpg")
+            tf.io.write_file(path, tf.io.encode_jpeg(image, quality=95))
+            paths.append(path)
+    return paths
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str,
+          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto",
+          extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
+    """Trains (or resumes) the run in `workdir` and exports its generators under `workdir/export`.
+
+    Raises TrainingStopped after SIGINT/SIGTERM (a checkpoint was saved), TrainingDiverged on a
+    non-finite loss (nothing saved), and DataError / WorkdirError on bad input before training.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    ckpt.check_workdir(workdir)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(cfg.seed)
+    set_mixed_precision(cfg.train.mixed_precision, strategy)
+
+    sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
+    print(sources.describe(), flush=True)
+    data.validate(sources, min_image_size=cfg.data.min_image_size,
+                  skip_bad_records=cfg.data.skip_bad_records)
+    global_batch = cfg.train.batch_size * strategy.num_replicas_in_sync
+    steps = data.steps_per_epoch(sources, cfg.data, global_batch)
+
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    cfg.data.steps_per_epoch = steps
+    cfg.train.replicas = strategy.num_replicas_in_sync
+    cfg.train.global_batch_size = global_batch
+    total_epochs = cfg.train.epochs + cfg.train.decay_epochs
+    if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
+        ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
+
+    with strategy.scope():
+        model = build_cyclegan(cfg, steps_per_epoch=steps, global_batch_size=global_batch)
+    checkpoint = ckpt.training_checkpoint(model)
+    manager = ckpt.checkpoint_manager(checkpoint, workdir, cfg.train.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step = global_step(model)
+    start_epoch, offset = divmod(step, steps)
+    if step:
+        print(f"Resuming from {manager.latest_checkpoint}: epoch {start_epoch + 1}, "
+              f"step {offset} of {steps}.", flush=True)
+    ckpt.save_config(cfg, workdir)
+    metrics_csv = os.path.join(workdir, METRICS_CSV)
+    _truncate_csv(metrics_csv, start_epoch)
+
+    sample_photos = _first_batch(data.heldout_photos(sources, cfg.data, cfg.train.num_samples),
+                                 cfg.train.num_samples)
+    sample_monets = _first_batch(data.eval_images(sources, "monet", cfg.data, cfg.train.num_samples),
+                                 cfg.train.num_samples)
+    wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
+    tb_dir = os.path.join(workdir, "tensorboard")
+    stop = cb.StopOnSignal()
+    guard = cb.NonFiniteLossGuard()
+    callbacks = [
+        cb.EpochProgbar(total_epochs), guard, stop,
+        *_score_callbacks(cfg, sources, model, workdir, strategy),
+        keras.callbacks.CSVLogger(metrics_csv, append=True),
+        keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False),
+        cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
+        cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
+                      cfg.train.sample_every, tb_dir, wandb_run),
+    ]
+    if wandb_run is not None:
+        callbacks.append(cb.WandbMetrics(wandb_run))
+    callbacks.extend(extra_callbacks)
+
+    history: dict[str, list[float]] = {}
+    stop.install()
+    try:
+        for epoch in range(start_epoch, total_epochs):
+            epoch_data = data.train_dataset(sources, cfg.data, global_batch,
+                                            seed=epoch_seed(cfg.seed, epoch))
+            todo = steps - offset
+            result = model.fit(epoch_data.skip(offset), initial_epoch=epoch, epochs=epoch + 1,
+                               steps_per_epoch=todo, callbacks=callbacks, verbose=verbose)
+            offset = 0
+            if guard.bad is not None:
+                bad_epoch, batch, name, value = guard.bad
+                raise TrainingDiverged(
+                    f"{name} became {value} at epoch {bad_epoch + 1}, batch {batch + 1}; stopped "
+                    f"without saving. Last good checkpoint: {manager.latest_checkpoint or 'none'}. "
+                    "Lower the learning rate or check the data."
+                )
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+            if stop.requested:
+                path = manager.save(checkpoint_number=global_step(model))
+                raise TrainingStopped(
+                    f"{stop.signal_name}: saved {path} at step {global_step(model)}; "
+                    "rerun the same command to resume.",
+                    exit_code=130 if stop.signal_name == "SIGINT" else 143,
+                )
+            done = epoch + 1
+            if done % cfg.train.checkpoint_every == 0 or done == total_epochs:
+                manager.save(checkpoint_number=global_step(model))
+    finally:
+        stop.uninstall()
+        if wandb_run is not None:
+            wandb_run.finish()
+
+    export_dir = export_all(model, cfg, os.path.join(workdir, "export"))
+    _write_demo(os.path.join(export_dir, "photo_to_monet"),
+                _first_batch(data.heldout_photos(sources, cfg.data, cfg.train.demo_images),
+                             cfg.train.demo_images),
+                os.path.join(workdir, "demo"))
+    return TrainResult(workdir, total_epochs, export_dir, history)
+
+
+def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str) -> str:
+    multiple = generator_multiple(cfg.model.generator)
+    for name in ("photo_to_monet", "monet_to_photo"):
+        export_generator(getattr(model, name), os.path.join(export_dir, name), multiple=multiple)
+    return export_dir
+
+
+def _score_callbacks(cfg, sources, model, workdir, strategy) -> list[keras.callbacks.Callback]:
+    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`."""
+    if cfg.eval.every <= 0:
+        return []
+    from monet_tf.fid_callback import MiFIDCallback
+
+    best_dir = os.path.join(workdir, "export", "best")
+
+    def on_new_best(epoch: int, mifid: float) -> None:
+        export_all(model, cfg, best_dir)
+        with tf.io.gfile.GFile(os.path.join(best_dir, "score.txt"), "w") as f:
+            f.write(f"epoch {epoch + 1} mifid {mifid:.4f}\n")
+
+    return [MiFIDCallback(
+        photos=data.heldout_photos(sources, cfg.data, cfg.eval.num_images),
+        monets=data.eval_images(sources, "monet", cfg.data, cfg.eval.num_images),
+        every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
+        inception_weights=cfg.eval.inception_weights or "imagenet",
+        strategy=strategy, on_new_best=on_new_best,
+    )]

@@ -1,0 +1,75 @@
+"""Trains photo<->Monet CycleGAN generators and exports them.
+
+With no flags: the small demo config on the bundled sample, on CPU, in a few minutes.
+
+  python run_train.py                                   # configs/demo.py, tfrecords/sample
+  python run_train.py --strategy=tpu --config=configs/kaggle_tpu.py
+  python run_train.py --strategy=gpu --config=configs/gpu.py --data_dir=/path/to/gan-getting-started
+  python run_train.py --config=configs/demo.py --config.train.epochs=3 --workdir=runs/try
+
+Rerunning the same command with the same --workdir resumes from the latest checkpoint.
+"""
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(REPO / "configs" / "demo.py"), "Experiment config file (configs/*.py).",
+    lock_config=True,
+)
+_STRATEGY = flags.DEFINE_enum("strategy", "cpu", ["cpu", "gpu", "tpu"], "Where to train.")
+_TPU = flags.DEFINE_string("tpu", "local", "TPU name for --strategy=tpu ('local' on a TPU VM).")
+_CPU_REPLICAS = flags.DEFINE_integer(
+    "cpu_replicas", 1, "With --strategy=cpu: replicas over that many logical CPU devices.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Kaggle-layout data folder (overrides config.data.data_dir).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder (checkpoints, logs, samples, export). "
+    "Default: runs/<config file name>.")
+_WANDB = flags.DEFINE_bool("wandb", False, "Log to Weights & Biases (respects WANDB_MODE).")
+_WANDB_PROJECT = flags.DEFINE_string("wandb_project", None, "wandb project.")
+_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "wandb entity (team or user).")
+_WANDB_RUN_NAME = flags.DEFINE_string("wandb_run_name", None, "wandb run name.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from monet_tf.strategy import get_strategy
+    from monet_tf.train import TrainingDiverged, TrainingStopped, train
+
+    cfg = _CONFIG.value
+    with cfg.unlocked():
+        if _DATA_DIR.value is not None:
+            cfg.data.data_dir = _DATA_DIR.value
+        cfg.wandb.enabled = cfg.wandb.enabled or _WANDB.value
+        for field, flag in (("project", _WANDB_PROJECT), ("entity", _WANDB_ENTITY),
+                            ("run_name", _WANDB_RUN_NAME)):
+            if flag.value is not None:
+                cfg.wandb[field] = flag.value
+    config_path = flags.FLAGS["config"].config_filename
+    workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
+    print(f"workdir: {os.path.abspath(workdir)}", flush=True)
+
+    strategy = get_strategy(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
+    try:
+        result = train(cfg, workdir, strategy)
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        sys.exit(e.exit_code)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    print(f"done: {result.epochs_done} epochs; generators exported to {result.export_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,242 @@
+"""The training job through its real entry points: run_train.py and monet_tf.train in subprocesses."""
+
+import csv
+import hashlib
+import io
+import os
+import pathlib
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monet_tf.config import base_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "tiny_config.py"
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", WANDB_MODE="offline", WANDB_SILENT="true")
+    env.update(extra)
+    return env
+
+
+def run_train(workdir, *flags, timeout=600, **env) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}", f"--workdir={workdir}",
+           *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(**env))
+
+
+def _files_digest(directory: pathlib.Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_every_config_uses_only_documented_fields():
+    known = set(_flatten(base_config().to_dict()))
+    configs = sorted((REPO / "configs").glob("*.py")) + [TINY]
+    assert len(configs) >= 5
+    for path in configs:
+        cfg = runpy.run_path(str(path))["get_config"]()
+        unknown = set(_flatten(cfg.to_dict())) - known
+        assert not unknown, f"{path.name} sets fields base_config() does not document: {unknown}"
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in readme, f"README.md must contain the test command CI runs: {ci}"
+
+
+def test_unwritable_workdir_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    started = time.monotonic()
+    result = run_train(blocker / "run", timeout=120)
+    assert result.returncode != 0
+    assert "cannot be written" in result.stderr and str(blocker) in result.stderr
+    assert "Epoch" not in result.stdout
+    assert time.monotonic() - started < 120
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    first = run_train(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _files_digest(tmp_path / "checkpoints")
+    # Same run, two more epochs, with a learning rate that blows the weights up at once.
+    diverged = run_train(tmp_path, "--config.train.epochs=3", "--config.optim.lr=1e30")
+    assert diverged.returncode == 3, diverged.stderr[-3000:]
+    assert re.search(r"became (nan|inf|-inf)", diverged.stderr), diverged.stderr[-3000:]
+    assert "Resuming" in diverged.stdout
+    assert _files_digest(tmp_path / "checkpoints") == before
+
+
+def test_sigint_and_sigterm_save_before_exiting(tmp_path):
+    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        workdir = tmp_path / signal.Signals(signum).name
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}",
+             f"--workdir={workdir}", "--config.train.epochs=50", "--config.train.checkpoint_every=100"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        _wait_for(lambda: (workdir / "metrics.csv").exists(), proc, timeout=300)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == code, err[-3000:]
+        assert "rerun the same command to resume" in err
+        assert tf.train.latest_checkpoint(str(workdir / "checkpoints")) is not None
+
+
+def _wait_for(condition, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for training to start")
+        time.sleep(0.2)
+
+
+RESUME_SCRIPT = """
+import os, signal, sys
+import keras, numpy as np, runpy
+from monet_tf import train as t
+from monet_tf import checkpoints as ck
+
+cfg = runpy.run_path(sys.argv[1])["get_config"]()
+cfg.train.deterministic = True
+cfg.train.epochs, cfg.train.decay_epochs = 1, 1
+straight, resumed = sys.argv[2], sys.argv[3]
+t.train(cfg, straight, verbose=0)
+
+class KillAt(keras.callbacks.Callback):
+    # Sends SIGTERM to this process in epoch 2, after its first step, as a user's kill would.
+    def on_train_batch_end(self, batch, logs=None):
+        if self.params["steps"] and self.model.optimizers_step() == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+try:
+    t.train(cfg, resumed, verbose=0, extra_callbacks=[KillAt()])
+    sys.exit("not interrupted")
+except t.TrainingStopped as e:
+    print("stopped:", e)
+t.train(cfg, resumed, verbose=0)
+a = ck.restore_generators(straight)
+b = ck.restore_generators(resumed)
+diff = max(float(np.max(np.abs(x.numpy() - y.numpy())))
+           for ga, gb in zip(a[:2], b[:2]) for x, y in zip(ga.weights, gb.weights))
+print("max weight difference", diff)
+"""
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(tmp_path / "straight"),
+         str(tmp_path / "resumed")],
+        capture_output=True, text=True, timeout=900, env=_env())
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "stopped: SIGTERM" in result.stdout
+    diff = float(re.search(r"max weight difference (\S+)", result.stdout).group(1))
+    assert diff == 0.0
+
+
+WANDB_SCRIPT = """
+import sys, runpy
+from monet_tf import train as t
+cfg = runpy.run_path(sys.argv[1])["get_config"]()
+cfg.train.epochs, cfg.train.decay_epochs = 1, 0
+t.train(cfg, sys.argv[2], verbose=0)
+print("wandb imported:", "wandb" in sys.modules)
+"""
+
+
+def test_wandb_is_not_imported_when_off(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WANDB_SCRIPT, str(TINY), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wandb imported: False" in result.stdout
+
+
+def test_wandb_offline_logs_metrics(tmp_path):
+    result = run_train(tmp_path, "--wandb", "--wandb_project=monet_tf_test",
+                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
+    history = list(runs[0].glob("*.wandb"))
+    assert history and history[0].stat().st_size > 0
+    assert (tmp_path / "wandb_run_id").read_text().strip() in runs[0].name
+
+
+@pytest.mark.slow
+def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}", f"--workdir={workdir}",
+         "--config.train.epochs=3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    _wait_for(lambda: tf.train.latest_checkpoint(str(workdir / "checkpoints")), proc, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-3000:]
+
+    resumed = run_train(workdir, "--config.train.epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout
+    assert re.search(r"Epoch 4/4", resumed.stdout), resumed.stdout[-2000:]
+
+    with open(workdir / "metrics.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1, 2, 3]
+    for path in ("config.json", "loss_curves.png", "samples/epoch_0004.png",
+                 "export/photo_to_monet/saved_model.pb", "export/monet_to_photo/saved_model.pb"):
+        assert (workdir / path).exists(), path
+    assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(list((workdir / "demo").glob("*_monet.jpg"))) == 2
+
+    # The export runs in a fresh process that has TensorFlow but not monet_tf.
+    probe = (
+        "import sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "(y,) = m(tf.zeros([3, 36, 44, 3], tf.uint8)).values()\n"
+        "assert 'monet_tf' not in sys.modules\n"
+        "print(y.dtype.name, y.shape.as_list())\n"
+    )
+    fresh = subprocess.run([sys.executable, "-I", "-c", probe, str(workdir / "export/photo_to_monet")],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env={"PATH": os.environ["PATH"], "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert fresh.stdout.strip().splitlines()[-1] == "uint8 [3, 36, 44, 3]"
+
+    zip_path = tmp_path / "images.zip"
+    predicted = subprocess.run(
+        [sys.executable, "-m", "monet_tf.predict", f"--model={workdir / 'export/photo_to_monet'}",
+         f"--input={sample_dir / 'photo_tfrec'}", f"--output={zip_path}", "--allow_any_count"],
+        capture_output=True, text=True, timeout=600, env=_env())
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    photos = sum(1 for _ in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(str(sample_dir / "photo_tfrec" / "*.tfrec"))))
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        assert len(names) == len(set(names)) == photos
+        for name in names:
+            image = tf.io.decode_jpeg(z.read(name))
+            assert image.shape == (256, 256, 3), name
