@@ -35,22 +35,19 @@ class _Translator(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
     def translate(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        count, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
         tf.debugging.assert_greater_equal(
             tf.minimum(height, width), 2, message="images must be at least 2x2 pixels"
         )
-
-        def translate_batch() -> tf.Tensor:
-            x = tf.cast(images, tf.float32) / 127.5 - 1.0
-            x = _reflect_pad_to_multiple(x, self.multiple)
-            y = tf.cast(self._generator(x, training=False), tf.float32)
-            top = (tf.shape(y)[1] - height) // 2
-            left = (tf.shape(y)[2] - width) // 2
-            y = y[:, top : top + height, left : left + width, :]
-            return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-
-        # An empty batch maps to an empty batch (convolutions on N=0 are not reliable).
-        out = tf.cond(tf.shape(images)[0] > 0, translate_batch, lambda: tf.identity(images))
+        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        # Convolutions on an empty batch are unreliable: run one blank image instead, drop it after.
+        blank = tf.zeros(tf.concat([[tf.maximum(1 - count, 0)], tf.shape(x)[1:]], 0), x.dtype)
+        x = _reflect_pad_to_multiple(tf.concat([x, blank], 0), self.multiple)
+        y = tf.cast(self._generator(x, training=False), tf.float32)
+        top = (tf.shape(y)[1] - height) // 2
+        left = (tf.shape(y)[2] - width) // 2
+        y = y[:count, top : top + height, left : left + width, :]
+        out = tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
         return {OUTPUT_KEY: tf.ensure_shape(out, [None, None, None, 3])}
 
 
