@@ -1,0 +1,309 @@
+"""CycleGAN as one keras.Model: two generators, two critics and the training step that updates all four.
+
+The step follows pytorch-CycleGAN (Zhu et al., 2017) and is written for TPU: static shapes, state in
+variables (image pools, RNG), losses in float32 averaged over the global batch, XLA-compilable.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from monet_tf.models import losses
+from monet_tf.models.critics import build_critic
+from monet_tf.models.diffaugment import diff_augment, parse_policy
+from monet_tf.models.generators import build_generator, generator_multiple
+from monet_tf.models.image_pool import ImagePool, ReplicaSeedGenerator
+from monet_tf.models.schedules import LinearDecay
+
+METRICS = (
+    "monet_gen_loss",
+    "photo_gen_loss",
+    "cycle_loss",
+    "identity_loss",
+    "gen_total_loss",
+    "monet_critic_loss",
+    "photo_critic_loss",
+)
+
+
+class CycleGAN(keras.Model):
+    """Unpaired photo <-> Monet translation: photo_to_monet, monet_to_photo and their critics.
+
+    Use: construct, compile(four optimizers, loss settings), fit on a dataset of (photo, monet)
+    batches. image_size fixes the image pools' shape; pool_size 0 turns the pools off; seed seeds
+    the step's RNG (pool draws, DiffAugment).
+    """
+
+    def __init__(
+        self,
+        photo_to_monet: keras.Model,
+        monet_to_photo: keras.Model,
+        monet_critic: keras.Model,
+        photo_critic: keras.Model,
+        image_size: int,
+        pool_size: int = 50,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.photo_to_monet = photo_to_monet
+        self.monet_to_photo = monet_to_photo
+        self.monet_critic = monet_critic
+        self.photo_critic = photo_critic
+        self.image_size = int(image_size)
+        shape = (self.image_size, self.image_size, 3)
+        self.monet_pool = ImagePool(pool_size, shape, name="monet_pool")
+        self.photo_pool = ImagePool(pool_size, shape, name="photo_pool")
+        self.rng = ReplicaSeedGenerator(seed, name="train_step_rng")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+        self.built = True
+
+    def call(self, photos, training=False):
+        """Photos -> Monet paintings (so the model can also be called like a translator)."""
+        return self.photo_to_monet(photos, training=training)
+
+    def compile(
+        self,
+        photo_to_monet_optimizer: keras.optimizers.Optimizer,
+        monet_to_photo_optimizer: keras.optimizers.Optimizer,
+        monet_critic_optimizer: keras.optimizers.Optimizer,
+        photo_critic_optimizer: keras.optimizers.Optimizer,
+        gan_loss: str = "lsgan",
+        cycle_weight: float = 10.0,
+        identity_weight: float = 0.5,
+        diffaugment: str = "",
+        steps_per_execution: int = 1,
+        jit_compile: bool = True,
+    ):
+        """Optimizers (one per network) and loss settings.
+
+        identity_weight is a fraction of cycle_weight (the paper's 0.5 x lambda). Under a
+        mixed_float16 policy each optimizer is wrapped in a LossScaleOptimizer. The optimizers are
+        built here, so their slots exist before the first step (for fit and tf.train.Checkpoint).
+        """
+        optimizers = [
+            photo_to_monet_optimizer,
+            monet_to_photo_optimizer,
+            monet_critic_optimizer,
+            photo_critic_optimizer,
+        ]
+        if len({id(o) for o in optimizers}) != 4:
+            raise ValueError("CycleGAN.compile needs four distinct optimizers, one per network")
+        if keras.config.dtype_policy().name == "mixed_float16":
+            optimizers = [
+                o if isinstance(o, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(o, name=f"{o.name}_loss_scale")
+                for o in optimizers
+            ]
+        (
+            self.photo_to_monet_optimizer,
+            self.monet_to_photo_optimizer,
+            self.monet_critic_optimizer,
+            self.photo_critic_optimizer,
+        ) = optimizers
+        self.gan_loss = losses.check_gan_loss(gan_loss)
+        self.cycle_weight = float(cycle_weight)
+        self.identity_weight = float(identity_weight)
+        self.diffaugment = parse_policy(diffaugment)
+        # Keras' own optimizer slot holds the photo_to_monet optimizer, so model.optimizer.iterations
+        # counts training steps (used by callbacks); it is already built, so Keras builds nothing.
+        for optimizer, network in zip(optimizers, self._networks()):
+            if not optimizer.built:
+                optimizer.build(network.trainable_variables)
+        super().compile(
+            optimizer=self.photo_to_monet_optimizer,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+        )
+
+    def _networks(self):
+        return [self.photo_to_monet, self.monet_to_photo, self.monet_critic, self.photo_critic]
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _critic(self, critic, images):
+        if self.diffaugment:
+            images = diff_augment(images, self.diffaugment, seed=self.rng)
+        return critic(images, training=True)
+
+    def train_step(self, data):
+        photo, monet = data
+        photo = ops.cast(photo, "float32")
+        monet = ops.cast(monet, "float32")
+        batch = photo.shape[0]
+        if batch is None:
+            raise ValueError("CycleGAN.train_step needs a static batch size (drop_remainder=True)")
+        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
+        mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
+        use_identity = self.identity_weight > 0.0
+        use_pool = self.monet_pool.pool_size > 0
+
+        with tf.GradientTape(persistent=True) as tape:
+            # Batched calls: one generator pass per (network, input availability), not six.
+            inputs = ops.concatenate([photo, monet]) if use_identity else photo
+            out = self.photo_to_monet(inputs, training=True)
+            fake_monet = out[:batch]
+            inputs = [fake_monet, monet, photo] if use_identity else [fake_monet, monet]
+            out_photo = self.monet_to_photo(ops.concatenate(inputs), training=True)
+            cycled_photo, fake_photo = out_photo[:batch], out_photo[batch : 2 * batch]
+            cycled_monet = self.photo_to_monet(fake_photo, training=True)
+
+            def critic_terms(critic, pool, real, fake):
+                """Logits of real, (pooled) fake for the critic, and fake for the generator."""
+                if use_pool:
+                    pooled = ops.stop_gradient(pool.query(ops.stop_gradient(fake), seed=self.rng))
+                    logits = self._critic(critic, ops.concatenate([real, pooled, fake]))
+                    return logits[:batch], logits[batch : 2 * batch], logits[2 * batch :]
+                # Without a pool the same fake logits serve both losses: each loss is
+                # differentiated only with respect to its own networks' variables.
+                logits = self._critic(critic, ops.concatenate([real, fake]))
+                return logits[:batch], logits[batch:], logits[batch:]
+
+            m_real, m_pooled, m_fake = critic_terms(self.monet_critic, self.monet_pool, monet, fake_monet)
+            p_real, p_pooled, p_fake = critic_terms(self.photo_critic, self.photo_pool, photo, fake_photo)
+
+            monet_gen_loss = mean(losses.generator_loss(self.gan_loss, m_fake))
+            photo_gen_loss = mean(losses.generator_loss(self.gan_loss, p_fake))
+            cycle_loss = mean(losses.l1(photo, cycled_photo) + losses.l1(monet, cycled_monet))
+            if use_identity:
+                same_monet = out[batch:]  # photo_to_monet fed a painting should leave it alone
+                same_photo = out_photo[2 * batch :]
+                identity_loss = mean(losses.l1(monet, same_monet) + losses.l1(photo, same_photo))
+            else:
+                identity_loss = ops.zeros((), "float32")
+            gen_total_loss = (
+                monet_gen_loss
+                + photo_gen_loss
+                + self.cycle_weight * cycle_loss
+                + self.identity_weight * self.cycle_weight * identity_loss
+            )
+            monet_critic_loss = mean(losses.critic_loss(self.gan_loss, m_real, m_pooled))
+            photo_critic_loss = mean(losses.critic_loss(self.gan_loss, p_real, p_pooled))
+            critic_total_loss = monet_critic_loss + photo_critic_loss
+
+        self._apply(tape, gen_total_loss, [
+            (self.photo_to_monet, self.photo_to_monet_optimizer),
+            (self.monet_to_photo, self.monet_to_photo_optimizer),
+        ])
+        self._apply(tape, critic_total_loss, [
+            (self.monet_critic, self.monet_critic_optimizer),
+            (self.photo_critic, self.photo_critic_optimizer),
+        ])
+        del tape
+
+        values = ops.stack([
+            monet_gen_loss, photo_gen_loss, cycle_loss, identity_loss, gen_total_loss,
+            monet_critic_loss, photo_critic_loss,
+        ])
+        # Each replica holds its share of the global mean: the sum over replicas is the mean.
+        context = tf.distribute.get_replica_context()
+        if context is not None:
+            values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+        for i, name in enumerate(METRICS):
+            self.trackers[name].update_state(values[i])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _apply(tape, loss, pairs):
+        """Gradients of `loss` for each (network, optimizer); one backward pass when unscaled."""
+        scaled = [isinstance(o, keras.optimizers.LossScaleOptimizer) for _, o in pairs]
+        if not any(scaled):
+            variables = [v for network, _ in pairs for v in network.trainable_variables]
+            grads = tape.gradient(loss, variables)
+            start = 0
+            for network, optimizer in pairs:
+                n = len(network.trainable_variables)
+                optimizer.apply(grads[start : start + n], network.trainable_variables)
+                start += n
+            return
+        for network, optimizer in pairs:
+            grads = tape.gradient(optimizer.scale_loss(loss), network.trainable_variables)
+            optimizer.apply(grads, network.trainable_variables)
+
+
+def _mirrored_over_local_cpus(strategy) -> bool:
+    """XLA cannot address variables of a second logical CPU device (TF known issue)."""
+    if not isinstance(strategy, tf.distribute.MirroredStrategy):
+        return False
+    devices = strategy.extended.worker_devices
+    return len(devices) > 1 and all("CPU" in d.upper() for d in devices)
+
+
+def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int) -> CycleGAN:
+    """The four networks, four Adam optimizers on the LinearDecay schedule, compiled and built.
+
+    Call under strategy.scope(). Reads cfg.model, cfg.loss, cfg.optim, cfg.train, cfg.data.image_size
+    and cfg.seed. After it returns, every variable (weights, optimizer slots and iterations, pools,
+    RNG, metric accumulators) exists, so tf.train.Checkpoint can restore before fit().
+    """
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if global_batch_size < 1 or global_batch_size % replicas:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} must be a positive multiple of the "
+            f"{replicas} replicas"
+        )
+    m = cfg.model
+    size = int(cfg.data.image_size)
+    multiple = generator_multiple(m.generator)
+    if size % multiple:
+        raise ValueError(
+            f"data.image_size={size} must be a multiple of {multiple} for generator {m.generator!r}"
+        )
+    seed = int(cfg.seed)
+
+    def generator(name, offset):
+        return build_generator(
+            m.generator, ngf=m.ngf, upsample=m.upsample, dropout=m.dropout,
+            norm_epsilon=m.norm_epsilon, image_size=size, model_name=name, seed=seed * 4 + offset,
+        )
+
+    def critic(name, offset):
+        return build_critic(
+            m.critic, ndf=m.ndf, n_layers=m.critic_layers, noise=m.critic_noise,
+            spectral_norm=m.spectral_norm, norm_epsilon=m.norm_epsilon, image_size=size,
+            model_name=name, seed=seed * 4 + offset,
+        )
+
+    model = CycleGAN(
+        generator("photo_to_monet", 0),
+        generator("monet_to_photo", 1),
+        critic("monet_critic", 2),
+        critic("photo_critic", 3),
+        image_size=size,
+        pool_size=cfg.loss.pool_size,
+        seed=seed,
+        name="cyclegan",
+    )
+    schedule = LinearDecay(
+        cfg.optim.lr,
+        constant_steps=cfg.train.epochs * steps_per_epoch,
+        decay_steps=cfg.train.decay_epochs * steps_per_epoch,
+    )
+
+    def adam(name):
+        return keras.optimizers.Adam(
+            schedule, beta_1=cfg.optim.beta_1, beta_2=cfg.optim.beta_2, name=name
+        )
+
+    jit_compile = bool(cfg.train.jit_compile) and not _mirrored_over_local_cpus(strategy)
+    model.compile(
+        adam("photo_to_monet_adam"),
+        adam("monet_to_photo_adam"),
+        adam("monet_critic_adam"),
+        adam("photo_critic_adam"),
+        gan_loss=cfg.loss.gan,
+        cycle_weight=cfg.loss.cycle_weight,
+        identity_weight=cfg.loss.identity_weight,
+        diffaugment=cfg.loss.diffaugment,
+        steps_per_execution=cfg.train.steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    model.global_batch_size = int(global_batch_size)
+    return model

@@ -1,0 +1,152 @@
+"""Generators by name: the ResNet and U-Net translators of pytorch-CycleGAN-and-pix2pix.
+
+Functional keras.Models built from keras.layers / keras.ops only. Input: float images in [-1, 1],
+[B, H, W, 3]; output: tanh float32 [B, H, W, 3] (float32 even under mixed precision).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from monet_tf.models.layers import Initializers, ReflectionPadding2D, float32_output, instance_norm
+
+GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
+
+
+def generator_multiple(name: str) -> int:
+    """H and W of the generator's input must be multiples of this."""
+    _check_name(name)
+    if name.startswith("resnet"):
+        return 4
+    return 256 if name == "unet_256" else 128
+
+
+def build_generator(
+    name: str,
+    ngf: int = 64,
+    upsample: str = "transpose",
+    dropout: float = 0.0,
+    norm_epsilon: float = 1e-5,
+    image_size: int | None = None,
+    model_name: str = "generator",
+    seed: int | None = None,
+) -> keras.Model:
+    """Builds a generator by name (resnet_6blocks | resnet_9blocks | unet_256 | unet_128).
+
+    image_size fixes the input's height and width (None: any multiple of generator_multiple(name);
+    U-Nets always need their exact size). dropout is used inside residual blocks / U-Net decoder.
+    """
+    _check_name(name)
+    if upsample not in ("transpose", "resize"):
+        raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
+    if name.startswith("resnet"):
+        blocks = 6 if name == "resnet_6blocks" else 9
+        return resnet_generator(
+            blocks, ngf, upsample, dropout, norm_epsilon, image_size, model_name, seed
+        )
+    size = 256 if name == "unet_256" else 128
+    if image_size not in (None, size):
+        raise ValueError(f"{name} needs {size}x{size} images, got image_size={image_size}")
+    return unet_generator(size, ngf, dropout, norm_epsilon, model_name, seed)
+
+
+def _check_name(name: str) -> None:
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
+
+
+def resnet_generator(
+    blocks: int = 9,
+    ngf: int = 64,
+    upsample: str = "transpose",
+    dropout: float = 0.0,
+    norm_epsilon: float = 1e-5,
+    image_size: int | None = None,
+    model_name: str = "generator",
+    seed: int | None = None,
+) -> keras.Model:
+    """c7s1-ngf, d2ngf, d4ngf, `blocks` x R4ngf, u2ngf, ungf, c7s1-3 (Johnson et al. / CycleGAN)."""
+    init = Initializers(seed)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+
+    def conv_norm_relu(x, filters, kernel, strides=1, reflect=0, zero=0):
+        if reflect:
+            x = ReflectionPadding2D(reflect)(x)
+        if zero:
+            x = layers.ZeroPadding2D(zero)(x)
+        x = layers.Conv2D(filters, kernel, strides, use_bias=False, kernel_initializer=init())(x)
+        x = instance_norm(norm_epsilon)(x)
+        return layers.ReLU()(x)
+
+    x = conv_norm_relu(inputs, ngf, 7, reflect=3)
+    x = conv_norm_relu(x, ngf * 2, 3, strides=2, zero=1)
+    x = conv_norm_relu(x, ngf * 4, 3, strides=2, zero=1)
+    for _ in range(blocks):
+        y = conv_norm_relu(x, ngf * 4, 3, reflect=1)
+        if dropout:
+            y = layers.Dropout(dropout)(y)
+        y = ReflectionPadding2D(1)(y)
+        y = layers.Conv2D(ngf * 4, 3, use_bias=False, kernel_initializer=init())(y)
+        y = instance_norm(norm_epsilon)(y)
+        x = layers.Add()([x, y])
+    for filters in (ngf * 2, ngf):
+        if upsample == "transpose":
+            x = layers.Conv2DTranspose(
+                filters, 3, 2, padding="same", use_bias=False, kernel_initializer=init()
+            )(x)
+        else:
+            x = layers.UpSampling2D(2, interpolation="nearest")(x)
+            x = ReflectionPadding2D(1)(x)
+            x = layers.Conv2D(filters, 3, use_bias=False, kernel_initializer=init())(x)
+        x = instance_norm(norm_epsilon)(x)
+        x = layers.ReLU()(x)
+    x = ReflectionPadding2D(3)(x)
+    x = layers.Conv2D(3, 7, kernel_initializer=init())(x)
+    outputs = float32_output("tanh", "translated")(x)
+    return keras.Model(inputs, outputs, name=model_name)
+
+
+def unet_generator(
+    size: int = 256,
+    ngf: int = 64,
+    dropout: float = 0.0,
+    norm_epsilon: float = 1e-5,
+    model_name: str = "generator",
+    seed: int | None = None,
+) -> keras.Model:
+    """pix2pix U-Net: log2(size) stride-2 4x4 convs down to 1x1, mirrored up with skip connections.
+
+    As in the reference, the innermost and outermost levels have no norm and the decoder's
+    middle ngf*8 levels get dropout when dropout > 0.
+    """
+    init = Initializers(seed)
+    levels = size.bit_length() - 1  # 8 for 256, 7 for 128
+    filters = [ngf * min(2**i, 8) for i in range(levels)]
+    last = levels - 1
+    inputs = keras.Input((size, size, 3), name="image")
+    x = inputs
+    skips = []
+    for i, f in enumerate(filters):
+        if i > 0:
+            x = layers.LeakyReLU(0.2)(x)
+        has_norm = 0 < i < last
+        x = layers.Conv2D(
+            f, 4, 2, padding="same", use_bias=not has_norm, kernel_initializer=init()
+        )(x)
+        if has_norm:
+            x = instance_norm(norm_epsilon)(x)
+        skips.append(x)
+    for i in range(last, 0, -1):
+        x = layers.ReLU()(x)
+        x = layers.Conv2DTranspose(
+            filters[i - 1], 4, 2, padding="same", use_bias=False, kernel_initializer=init()
+        )(x)
+        x = instance_norm(norm_epsilon)(x)
+        if dropout and 4 <= i < last:
+            x = layers.Dropout(dropout)(x)
+        x = layers.Concatenate()([skips[i - 1], x])
+    x = layers.ReLU()(x)
+    x = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=init())(x)
+    outputs = float32_output("tanh", "translated")(x)
+    return keras.Model(inputs, outputs, name=model_name)

@@ -1,0 +1,64 @@
+"""Building blocks shared by the generators and critics (keras.layers / keras.ops only)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class ReflectionPadding2D(keras.layers.Layer):
+    """Mirror-pads height and width (no edge repeat), as nn.ReflectionPad2d in the reference."""
+
+    def __init__(self, padding: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        p = self.padding
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class Initializers:
+    """Hands out N(0, 0.02) initializers, one distinct seed per layer.
+
+    An int-seeded Keras initializer returns the same values on every call, so layers of the same
+    shape would start identical; counting seeds keeps every weight different yet reproducible.
+    `seed=None` draws from Keras' global seed instead.
+    """
+
+    def __init__(self, seed: int | None = None, stddev: float = 0.02):
+        self.seed = seed
+        self.stddev = stddev
+        self._count = 0
+
+    def __call__(self) -> keras.initializers.Initializer:
+        seed = None
+        if self.seed is not None:
+            seed = (self.seed * 7919 + self._count) % (2**31 - 1)
+            self._count += 1
+        return keras.initializers.RandomNormal(mean=0.0, stddev=self.stddev, seed=seed)
+
+
+def instance_norm(epsilon: float = 1e-5, name: str | None = None) -> keras.layers.Layer:
+    """Instance normalisation without learned scale/offset.
+
+    The reference CycleGAN uses nn.InstanceNorm2d(affine=False); GroupNormalization with one group
+    per channel is exactly that. Epsilon defaults to PyTorch's 1e-5 (Keras' default is 1e-3).
+    Convolutions feeding it are built without bias: the mean subtraction cancels a bias anyway.
+    """
+    return keras.layers.GroupNormalization(
+        groups=-1, epsilon=epsilon, center=False, scale=False, name=name
+    )
+
+
+def float32_output(activation: str, name: str) -> keras.layers.Layer:
+    """Final activation computed in float32, so outputs and losses stay float32 under mixed precision."""
+    return keras.layers.Activation(activation, dtype="float32", name=name)
