@@ -1,0 +1,248 @@
+"""InceptionV3 pool features (2048-d) for FID/MiFID, batched and run under a tf.distribute strategy.
+
+Weights (`weights=` / `--inception_weights` / `cfg.eval.inception_weights`):
+  * "imagenet" (or ""): Keras' ImageNet weights, from the Keras cache
+    ($KERAS_HOME or ~/.keras)/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5,
+    downloaded there when missing and the network allows it.
+  * a local file holding the weights of `keras.applications.InceptionV3(include_top=False)`:
+    Keras' own notop `.h5` (the file above, copied from a machine with internet), a
+    `model.save_weights("x.weights.h5")` file (also accepted renamed to `.h5`), a legacy full-model
+    `.h5` or a `.keras` model file of that architecture. Local paths and gs:// are read with tf.io.gfile.
+  * None: random initialisation (tests only: the scores mean nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import warnings
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+INPUT_SIZE = 299
+FEATURE_DIM = 2048
+IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
+_IMAGENET_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+_DOWNLOAD_TIMEOUT_S = 20.0
+
+
+class InceptionWeightsError(RuntimeError):
+    """No usable InceptionV3 weights; the message says how to provide them."""
+
+
+def imagenet_cache_path() -> str:
+    """Where Keras keeps (and looks for) the ImageNet notop weights."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", IMAGENET_FILE)
+
+
+def _how_to_fix() -> str:
+    return (
+        f"Either let Keras download its ImageNet weights (needs internet; weights='imagenet', i.e. "
+        f"an empty --inception_weights / eval.inception_weights; or copy {IMAGENET_FILE} from a machine "
+        f"that has it to {imagenet_cache_path()}), or pass --inception_weights=PATH "
+        f"(config: eval.inception_weights) pointing at a local InceptionV3 notop weights file "
+        f"(.h5, .weights.h5 or .keras)."
+    )
+
+
+def _imagenet_weights_path() -> str:
+    """The cached ImageNet file, or a download bounded by a socket timeout; errors are ours."""
+    try:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
+        try:
+            return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models",
+                                        file_hash=_IMAGENET_MD5)
+        finally:
+            socket.setdefaulttimeout(previous)
+    except (Exception, KeyboardInterrupt) as err:  # get_file raises bare Exception on URL errors
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise InceptionWeightsError(
+            f"InceptionV3 ImageNet weights are not in the Keras cache ({imagenet_cache_path()}) and "
+            f"could not be downloaded from {IMAGENET_URL} ({type(err).__name__}: {err}). "
+            + _how_to_fix()
+        ) from err
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """A local file path to load (or None for random init), failing fast when there is none."""
+    if weights is None:
+        return None
+    if weights in ("", "imagenet"):
+        return _imagenet_weights_path()
+    if not tf.io.gfile.exists(weights):
+        raise InceptionWeightsError(f"--inception_weights file not found: {weights}. " + _how_to_fix())
+    if tf.io.gfile.isdir(weights):
+        raise InceptionWeightsError(f"--inception_weights must be a file, got the directory {weights}. "
+                                    + _how_to_fix())
+    if not weights.endswith((".h5", ".hdf5", ".keras")):
+        raise InceptionWeightsError(
+            f"--inception_weights {weights}: unsupported file type (expected .h5, .hdf5, "
+            ".weights.h5 or .keras). " + _how_to_fix())
+    return weights
+
+
+def _load_weights(model: keras.Model, path: str) -> None:
+    """Loads any of the accepted formats into `model`, naming the file when that fails."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = path
+        if not os.path.exists(path):  # gs:// and other tf.io.gfile schemes
+            local = os.path.join(tmp, os.path.basename(path))
+            tf.io.gfile.copy(path, local)
+        if local.endswith((".h5", ".hdf5")) and not local.endswith(".weights.h5"):
+            import h5py
+
+            with h5py.File(local, "r") as f:
+                legacy = "layer_names" in f.attrs or "model_weights" in f
+            if not legacy:  # A Keras 3 save_weights() file that lost its ".weights.h5" suffix.
+                renamed = os.path.join(tmp, "inception.weights.h5")
+                shutil.copyfile(local, renamed)
+                local = renamed
+        problem = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(local)
+            except Exception as err:
+                problem = err
+        # Keras only warns when some layers found nothing to load: they would stay random.
+        skipped = [str(w.message) for w in caught if re.search(r"skipp|freshly|mismatch", str(w.message), re.I)]
+        if problem is not None or skipped:
+            detail = f"{type(problem).__name__}: {problem}" if problem is not None else skipped[0]
+            raise InceptionWeightsError(
+                f"could not load InceptionV3 weights from {path}: {detail}. The file must hold "
+                "keras.applications.InceptionV3(include_top=False) weights. " + _how_to_fix()
+            ) from problem
+
+
+def build_inception(weights: str | None = "imagenet") -> keras.Model:
+    """InceptionV3 without its classifier, global-average pooled: [B,299,299,3] in [-1,1] → [B,2048].
+
+    Always float32 (the global mixed-precision policy is ignored) so scores do not depend on it.
+    Call under `strategy.scope()` to place the variables for a strategy.
+    """
+    path = resolve_weights(weights)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                               input_shape=(INPUT_SIZE, INPUT_SIZE, 3))
+    finally:
+        keras.config.set_dtype_policy(policy)
+    if path is not None:
+        _load_weights(model, path)
+    model.trainable = False
+    return model
+
+
+def to_inception_input(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [0,255] or float [-1,1] images [..,H,W,3] → float32 [..,299,299,3] in [-1,1].
+
+    Bilinear resize without antialiasing (as the TF graphs used for FID do), then Keras'
+    inception_v3.preprocess_input scaling (x / 127.5 − 1) for uint8 input.
+    """
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 127.5 - 1.0
+    else:
+        images = tf.cast(images, tf.float32)
+    if tuple(images.shape[-3:-1]) != (INPUT_SIZE, INPUT_SIZE):
+        images = tf.image.resize(images, (INPUT_SIZE, INPUT_SIZE), method="bilinear", antialias=False)
+    return images
+
+
+def _image_component(*element):
+    """Datasets of images or of (name, image) pairs (as monet_tf.data.read_image_files yields)."""
+    return element[-1]
+
+
+class InceptionFeatures:
+    """Computes [N, 2048] pool features of a finite set of images under `strategy`.
+
+    `batch_size` is per replica; every batch is padded to the global batch size (static shapes for
+    TPU) and the padding is dropped from the result, so any N works on any number of replicas.
+    """
+
+    def __init__(self, weights: str | None = "imagenet", strategy: tf.distribute.Strategy | None = None,
+                 batch_size: int = 32):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.batch_size = batch_size
+        with self.strategy.scope():
+            self.model = build_inception(weights)
+        self._steps: dict = {}
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.strategy.num_replicas_in_sync
+
+    def _step(self, transform: Callable | None):
+        if transform not in self._steps:
+            def replica_fn(images, valid):
+                if transform is not None:
+                    images = transform(images)
+                return self.model(to_inception_input(images), training=False), tf.cast(valid, tf.int32)
+
+            @tf.function
+            def step(batch):
+                features, valid = self.strategy.run(replica_fn, args=batch)
+                return self.strategy.gather(features, axis=0), self.strategy.gather(valid, axis=0)
+
+            self._steps[transform] = step
+        return self._steps[transform]
+
+    def _batches(self, images, resize_on_host: bool) -> tuple[tf.data.Dataset, int | None]:
+        if not isinstance(images, tf.data.Dataset):
+            images = tf.data.Dataset.from_tensor_slices(np.asarray(images))
+        images = images.map(_image_component)
+        if len(images.element_spec.shape) == 4:
+            images = images.unbatch()
+        total = int(images.cardinality())
+        if resize_on_host:  # Images of different sizes cannot be batched before resizing.
+            images = images.map(to_inception_input, num_parallel_calls=tf.data.AUTOTUNE)
+        size = self.global_batch_size
+
+        def pad(batch):
+            n = tf.shape(batch)[0]
+            batch = tf.pad(batch, [[0, size - n], [0, 0], [0, 0], [0, 0]])
+            return tf.ensure_shape(batch, [size, *batch.shape[1:]]), tf.range(size) < n
+
+        return images.batch(size).map(pad).prefetch(tf.data.AUTOTUNE), (total if total >= 0 else None)
+
+    def __call__(self, images, transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                 progress: str | None = None) -> np.ndarray:
+        """Features of `images`: a tf.data.Dataset (of images or (name, image); unbatched or
+        batched) or an array [N,H,W,3], uint8 or float in [-1,1].
+
+        `transform` (e.g. a generator) runs per replica on each batch first; images must then be
+        of one size. `progress`: a label, shows a keras Progbar counting images.
+        """
+        data, total = self._batches(images, resize_on_host=transform is None)
+        step = self._step(transform)
+        bar = None
+        if progress:
+            print(progress)
+            bar = keras.utils.Progbar(total, unit_name="image")
+        chunks, seen = [], 0
+        for batch in self.strategy.experimental_distribute_dataset(data):
+            features, valid = step(batch)
+            valid = valid.numpy().astype(bool)
+            chunks.append(features.numpy()[valid])
+            seen += int(valid.sum())
+            if bar is not None:
+                bar.update(seen)
+        if bar is not None and total is None:
+            bar.update(seen, finalize=True)
+        if not seen:
+            raise ValueError("no images to compute InceptionV3 features of")
+        return np.concatenate(chunks).astype(np.float32)
