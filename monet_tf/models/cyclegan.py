@@ -221,7 +221,9 @@ class CycleGAN(keras.Model):
                 start += n
             return
         for network, optimizer in pairs:
-            grads = tape.gradient(optimizer.scale_loss(loss), network.trainable_variables)
+            # Loss scaling as d(scale * loss) without re-recording: seed the backward pass with it.
+            scale = ops.cast(optimizer.scale_loss(ops.ones((), "float32")), "float32")
+            grads = tape.gradient(loss, network.trainable_variables, output_gradients=scale)
             optimizer.apply(grads, network.trainable_variables)
 
 

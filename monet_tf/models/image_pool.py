@@ -14,12 +14,13 @@ import tensorflow as tf
 from keras import ops
 
 
-class ReplicaSeedGenerator(keras.random.SeedGenerator):
+class ReplicaSeedGenerator(keras.random.SeedGenerator, tf.__internal__.tracking.AutoTrackable):
     """A SeedGenerator whose stream differs per replica.
 
     The state [seed, counter] is mirrored and advances identically on every replica (aggregation
     ONLY_FIRST_REPLICA, so it can be assigned inside strategy.run); each draw folds the replica id
     into the seed so replicas sample independently. Works with every keras.random function.
+    Unlike a plain SeedGenerator it is trackable, so tf.train.Checkpoint saves its state.
     """
 
     REPLICA_STRIDE = 1_000_003
