@@ -1,0 +1,32 @@
+"""Data: competition TFRecords, image folders or TFDS -> validated -> tf.data pipelines.
+
+    sources = find_sources(data_dir)              # where the images are
+    report = validate(sources, ...)               # every record checked once, before training
+    ds = train_dataset(sources, report, cfg.data, global_batch, seed)
+"""
+
+from monet_tf.data.images import decode_rgb, resize_square, to_float, to_uint8
+from monet_tf.data.pipeline import (
+    augment,
+    eval_images,
+    heldout_photos,
+    steps_per_epoch,
+    train_dataset,
+    train_photo_count,
+)
+from monet_tf.data.sources import (
+    DataError,
+    DataSources,
+    Source,
+    find_sources,
+    read_image_files,
+    source_from_spec,
+)
+from monet_tf.data.validate import DataReport, DomainReport, validate
+
+__all__ = [
+    "DataError", "DataReport", "DataSources", "DomainReport", "Source", "augment", "decode_rgb",
+    "eval_images", "find_sources", "heldout_photos", "read_image_files", "resize_square",
+    "source_from_spec", "steps_per_epoch", "to_float", "to_uint8", "train_dataset",
+    "train_photo_count", "validate",
+]

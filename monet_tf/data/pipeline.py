@@ -1,0 +1,124 @@
+"""The training pipeline: both domains decoded once, cached, shuffled and repeated on their own.
+
+Photos and paintings are repeated independently before they are zipped, so the 300 paintings
+never cut an epoch short (an epoch is `steps_per_epoch` batches, by default one pass over the
+training photos). Augmentation uses stateless random ops seeded by (seed, element index), so the
+same seed gives the same batches however many threads decode them.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import tensorflow as tf
+
+from monet_tf.data.images import decode_rgb, resize_square, to_float
+from monet_tf.data.sources import DataSources, Source
+from monet_tf.data.validate import DataReport, DomainReport, name_hash
+
+
+def _usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
+    """The source's records without the ones validation marked bad."""
+    if not report.bad:
+        return source.records()
+    if source.kind == "images":
+        keep = tuple(f for f in source.files if (f, 0) not in report.bad)
+        return Source(source.domain, source.kind, source.spec, keep).records()
+    parts = []
+    for path in source.files:
+        bad = sorted(i for p, i in report.bad if p == path)
+        part = Source(source.domain, source.kind, source.spec, (path,)).records().enumerate()
+        if bad:
+            bad_t = tf.constant(bad, tf.int64)
+            part = part.filter(lambda i, record: tf.logical_not(tf.reduce_any(tf.equal(i, bad_t))))
+        parts.append(part.map(lambda i, record: record))
+    ds = parts[0]
+    for part in parts[1:]:
+        ds = ds.concatenate(part)
+    return ds
+
+
+def _decoded(source: Source, report: DomainReport, size: int, heldout: bool | None):
+    """(name, uint8 [size, size, 3]); heldout=True/False keeps only that side of the split."""
+    ds = _usable_records(source, report)
+    if heldout is not None and report.heldout_below >= 0:
+        below = tf.constant(report.heldout_below, tf.int64)
+        ds = ds.filter(lambda name, data: tf.equal(name_hash(name) < below, heldout))
+    def to_image(name, data):
+        image = data if data.dtype == tf.uint8 else decode_rgb(data)
+        return name, resize_square(image, size)
+
+    return ds.map(to_image, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def train_photo_count(report: DataReport) -> int:
+    return report.photo.count - report.photo.heldout_count
+
+
+def steps_per_epoch(report: DataReport, cfg: ml_collections.ConfigDict, global_batch: int) -> int:
+    if cfg.steps_per_epoch > 0:
+        return int(cfg.steps_per_epoch)
+    return max(1, train_photo_count(report) // global_batch)
+
+
+def jitter_size(cfg: ml_collections.ConfigDict) -> int:
+    return int(cfg.image_size * cfg.jitter_scale) if cfg.jitter else cfg.image_size
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor, cfg: ml_collections.ConfigDict) -> tf.Tensor:
+    """uint8 [S, S, 3] -> float32 [-1, 1]: jitter (upscale, random crop) and flip, by config."""
+    size = cfg.image_size
+    image = tf.cast(image, tf.float32)
+    if cfg.jitter:
+        big = jitter_size(cfg)
+        image = tf.image.resize(image, [big, big], method="bilinear")
+        image = tf.image.stateless_random_crop(image, [size, size, 3], seed=seed)
+    if cfg.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+    return tf.ensure_shape(image / 127.5 - 1.0, [size, size, 3])
+
+
+def _shuffled_forever(ds: tf.data.Dataset, count: int, cfg, seed: int) -> tf.data.Dataset:
+    ds = ds.map(lambda name, image: image)
+    if cfg.cache:
+        ds = ds.cache()
+    return ds.shuffle(max(1, min(cfg.shuffle_buffer, count)), seed=seed,
+                      reshuffle_each_iteration=True).repeat()
+
+
+def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.ConfigDict,
+                  global_batch: int, seed: int) -> tf.data.Dataset:
+    """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3]."""
+    size = cfg.image_size
+    photos = _shuffled_forever(_decoded(sources.photo, report.photo, size, heldout=False),
+                               train_photo_count(report), cfg, seed)
+    monets = _shuffled_forever(_decoded(sources.monet, report.monet, size, heldout=None),
+                               report.monet.count, cfg, seed + 1)
+    base = tf.constant([seed, 0], tf.int64)
+
+    def augment_pair(index, pair):
+        photo, monet = pair
+        key = base + tf.stack([tf.constant(0, tf.int64), 4 * index])
+        return augment(photo, key, cfg), augment(monet, key + [0, 2], cfg)
+
+    ds = tf.data.Dataset.zip(photos, monets).enumerate().map(
+        augment_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def heldout_photos(sources: DataSources, report: DataReport, cfg: ml_collections.ConfigDict,
+                   n: int) -> tf.data.Dataset:
+    """The first n held-out photos (all photos if none are held out), float32 [-1, 1], unbatched."""
+    heldout = True if report.photo.heldout_count else None
+    ds = _decoded(sources.photo, report.photo, cfg.image_size, heldout=heldout)
+    return ds.take(n).map(lambda name, image: to_float(image))
+
+
+def eval_images(sources: DataSources, report: DataReport, domain: str,
+                cfg: ml_collections.ConfigDict, n: int) -> tf.data.Dataset:
+    """The first n images of a domain, unaugmented, float32 [-1, 1], unbatched."""
+    ds = _decoded(sources[domain], report[domain], cfg.image_size, heldout=None)
+    return ds.take(n).map(lambda name, image: to_float(image))
