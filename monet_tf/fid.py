@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import zipfile
 
@@ -32,14 +33,19 @@ class FIDError(ValueError):
     """Bad input to the FID CLI: the message names the flag or file and what is wrong."""
 
 
+def _open(path: str):
+    """Local files natively (fast seeks), anything else (gs://) through tf.io.gfile."""
+    return open(path, "rb") if os.path.exists(path) else tf.io.gfile.GFile(path, "rb")
+
+
 def _zip_members(path: str) -> list[str]:
     if not tf.io.gfile.exists(path):
         raise FIDError(f"{path} does not exist")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        if not zipfile.is_zipfile(f):
-            raise FIDError(f"{path} is not a zip archive")
-        with zipfile.ZipFile(f) as archive:
+    try:
+        with _open(path) as f, zipfile.ZipFile(f) as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, ValueError, OSError) as err:
+        raise FIDError(f"{path} is not a zip archive ({err})") from err
     images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("__MACOSX/")]
     if not images:
         raise FIDError(f"{path} holds no JPEG/PNG images ({len(names)} other members)")
@@ -53,7 +59,7 @@ def read_zip(path: str) -> tf.data.Dataset:
     members = _zip_members(path)
 
     def generate():
-        with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+        with _open(path) as f, zipfile.ZipFile(f) as archive:
             for name in members:
                 data = archive.read(name)
                 if not data.startswith(_MAGIC):
