@@ -23,18 +23,19 @@ from absl import app, flags
 KAGGLE_MIN_IMAGES, KAGGLE_MAX_IMAGES = 7_000, 10_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TFRECORD_EXTENSIONS = (".tfrec", ".tfrecord", ".tfrecords")
+FLAGS = flags.FLAGS  # Flags are defined only when run as a program (see define_flags).
 
 
 class PredictError(ValueError):
     """Bad input to predict: the message names the path or flag and what is wrong."""
 
 
-def _list_inputs(spec: str) -> tuple[str, list[str]]:
-    """('images' | 'tfrecord', sorted files) for a folder (searched recursively) or a glob."""
+def _list_inputs(spec: str) -> tuple[str, list[str], int]:
+    """('images' | 'tfrecord', sorted files, files ignored) for a folder (recursive) or a glob."""
     if not spec:
         raise PredictError("--input is empty: give a folder of JPEG/PNG images or TFRecords")
     if tf.io.gfile.isdir(spec):
-        images, records = [], []
+        images, records, others = [], [], 0
         for root, _, names in tf.io.gfile.walk(spec):
             for name in names:
                 lower = name.lower()
@@ -42,17 +43,19 @@ def _list_inputs(spec: str) -> tuple[str, list[str]]:
                     images.append(os.path.join(root, name))
                 elif lower.endswith(TFRECORD_EXTENSIONS):
                     records.append(os.path.join(root, name))
+                else:
+                    others += 1
         if images:
-            return "images", sorted(images)
+            return "images", sorted(images), others + len(records)
         if records:
-            return "tfrecord", sorted(records)
+            return "tfrecord", sorted(records), 0
         raise PredictError(f"input folder {spec} holds no JPEG/PNG images and no TFRecord files")
     files = sorted(f for f in tf.io.gfile.glob(spec) if not tf.io.gfile.isdir(f))
     if not files:
         raise PredictError(f"input {spec} does not exist or matches no files")
     if all(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-        return "images", files
-    return "tfrecord", files
+        return "images", files, 0
+    return "tfrecord", files, 0
 
 
 def _count_records(files: list[str]) -> int:
@@ -213,7 +216,13 @@ def predict(
         raise PredictError("--output is empty: give a folder or a path ending in .zip")
     to_zip = output.lower().endswith(".zip")
 
-    kind, files = _list_inputs(input_spec)
+    if tf.io.gfile.exists(output) and not to_zip and not tf.io.gfile.isdir(output):
+        raise PredictError(f"--output {output} is a file; give a folder or a path ending in .zip")
+    if to_zip and tf.io.gfile.isdir(output):
+        raise PredictError(f"--output {output} is a folder, not a .zip file")
+    kind, files, ignored = _list_inputs(input_spec)
+    if ignored and verbose:
+        print(f"ignoring {ignored} files in {input_spec} that are not JPEG/PNG images")
     count = len(files) if kind == "images" else _count_records(files)
     if count == 0:
         raise PredictError(f"input {input_spec} holds no images")
@@ -223,7 +232,7 @@ def predict(
             f"{KAGGLE_MIN_IMAGES:,} to {KAGGLE_MAX_IMAGES:,}. Pass --allow_any_count to write "
             f"{output} anyway"
         )
-    loaded, translate = _load_model(model_dir)
+    loaded, translate = _load_model(model_dir)  # `loaded` owns the variables: keep it alive.
 
     def resize(name: tf.Tensor, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         size = tf.shape(image)[:2]
@@ -276,7 +285,7 @@ def predict(
         raise PredictError(f"input {input_spec}: {_op_error_message(err)}") from err
     finally:
         writer.close(ok)
-    del loaded
+    del loaded  # Only now may the SavedModel's variables go.
     if written != count:
         raise PredictError(f"input {input_spec}: counted {count} images but read {written}")
     return written
@@ -301,8 +310,7 @@ def main(argv: list[str]) -> None:
     print(f"wrote {n} images to {FLAGS.output}")
 
 
-if __name__ == "__main__":
-    FLAGS = flags.FLAGS
+def define_flags() -> None:
     flags.DEFINE_string("model", None, "Exported generator (SavedModel folder from monet_tf.export).")
     flags.DEFINE_string("input", None, "Folder of JPEG/PNG images (recursive), or TFRecord dir/glob.")
     flags.DEFINE_string("output", None, "Output folder, or a path ending in .zip for Kaggle.")
@@ -311,4 +319,8 @@ if __name__ == "__main__":
     flags.DEFINE_integer("image_size", 256, "Output side in pixels; inputs are resized to it.")
     flags.DEFINE_integer("quality", 95, "JPEG quality (1-100).")
     flags.mark_flags_as_required(["model", "input", "output"])
+
+
+if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -70,6 +70,7 @@ def test_cli_folder_of_mixed_images_to_folder(repo_root, model_dir, tmp_path):
                      "--batch_size", "4")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote 6 images" in result.stdout
+    assert "ignoring 1 files" in result.stdout  # notes.txt: reported, not silently dropped.
     names = sorted(os.listdir(out))
     assert names == ["a.jpg", "a_1.jpg", "alpha.jpg", "cmyk.jpg", "gray.jpg", "wide.jpg"]
     for name in names:
@@ -136,6 +137,9 @@ def test_bad_inputs_name_the_path(repo_root, model_dir, tmp_path):
         predict(model_dir, str(tmp_path / "empty"), out)
     with pytest.raises(PredictError, match="nothing-here.* matches no files"):
         predict(model_dir, str(tmp_path / "nothing-here*.tfrec"), out)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(PredictError, match="a-file is a file"):
+        predict(model_dir, str(photos), str(tmp_path / "a-file"))
     (photos / "broken.jpg").write_bytes(b"this is not a JPEG")
     with pytest.raises(PredictError, match="not a JPEG or PNG image: .*broken.jpg"):
         predict(model_dir, str(photos), out, verbose=False)
