@@ -120,7 +120,7 @@ def restore_generators(workdir: str, checkpoint_path: str | None = None):
     generators = [
         build_generator(cfg.model.generator, ngf=cfg.model.ngf, upsample=cfg.model.upsample,
                         dropout=cfg.model.dropout, norm_epsilon=cfg.model.norm_epsilon,
-                        image_size=cfg.data.image_size, name=name)
+                        image_size=cfg.data.image_size, model_name=name)
         for name in ("photo_to_monet", "monet_to_photo")
     ]
     status = generators_checkpoint(*generators).restore(path)

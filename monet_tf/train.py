@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import math
 import os
 
 import keras
@@ -51,7 +53,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def global_step(model) -> int:
-    return int(model.step_counter.numpy())
+    """Training steps done: the photo_to_monet optimizer's count (Keras' `model.optimizer`)."""
+    return int(model.optimizer.iterations.numpy())
 
 
 def _truncate_csv(path: str, epochs_done: int) -> None:
@@ -119,10 +122,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
     print(sources.describe(), flush=True)
-    data.validate(sources, min_image_size=cfg.data.min_image_size,
-                  skip_bad_records=cfg.data.skip_bad_records)
+    report = data.validate(sources, min_image_size=cfg.data.min_image_size,
+                           skip_bad_records=cfg.data.skip_bad_records,
+                           heldout_fraction=cfg.data.heldout_fraction)
+    print(report.describe(), flush=True)
     global_batch = cfg.train.batch_size * strategy.num_replicas_in_sync
-    steps = data.steps_per_epoch(sources, cfg.data, global_batch)
+    steps = data.steps_per_epoch(report, cfg.data, global_batch)
 
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     cfg.data.steps_per_epoch = steps
@@ -147,17 +152,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     metrics_csv = os.path.join(workdir, METRICS_CSV)
     _truncate_csv(metrics_csv, start_epoch)
 
-    sample_photos = _first_batch(data.heldout_photos(sources, cfg.data, cfg.train.num_samples),
-                                 cfg.train.num_samples)
-    sample_monets = _first_batch(data.eval_images(sources, "monet", cfg.data, cfg.train.num_samples),
-                                 cfg.train.num_samples)
+    sample_photos = _first_batch(
+        data.heldout_photos(sources, report, cfg.data, cfg.train.num_samples), cfg.train.num_samples)
+    sample_monets = _first_batch(
+        data.eval_images(sources, report, "monet", cfg.data, cfg.train.num_samples),
+        cfg.train.num_samples)
     wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
     tb_dir = os.path.join(workdir, "tensorboard")
     stop = cb.StopOnSignal()
     guard = cb.NonFiniteLossGuard()
     callbacks = [
         cb.EpochProgbar(total_epochs), guard, stop,
-        *_score_callbacks(cfg, sources, model, workdir, strategy),
+        *_score_callbacks(cfg, sources, report, model, workdir, strategy),
         keras.callbacks.CSVLogger(metrics_csv, append=True),
         keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False),
         cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
@@ -172,11 +178,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     stop.install()
     try:
         for epoch in range(start_epoch, total_epochs):
-            epoch_data = data.train_dataset(sources, cfg.data, global_batch,
+            epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
                                             seed=epoch_seed(cfg.seed, epoch))
             todo = steps - offset
             result = model.fit(epoch_data.skip(offset), initial_epoch=epoch, epochs=epoch + 1,
-                               steps_per_epoch=todo, callbacks=callbacks, verbose=verbose)
+                               steps_per_epoch=todo, callbacks=callbacks, verbose=verbose,
+                               shuffle=False)
             offset = 0
             if guard.bad is not None:
                 bad_epoch, batch, name, value = guard.bad
@@ -204,7 +211,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
 
     export_dir = export_all(model, cfg, os.path.join(workdir, "export"))
     _write_demo(os.path.join(export_dir, "photo_to_monet"),
-                _first_batch(data.heldout_photos(sources, cfg.data, cfg.train.demo_images),
+                _first_batch(data.heldout_photos(sources, report, cfg.data, cfg.train.demo_images),
                              cfg.train.demo_images),
                 os.path.join(workdir, "demo"))
     return TrainResult(workdir, total_epochs, export_dir, history)
@@ -217,23 +224,29 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str) -> str:
     return export_dir
 
 
-def _score_callbacks(cfg, sources, model, workdir, strategy) -> list[keras.callbacks.Callback]:
+def _score_callbacks(cfg, sources, report, model, workdir,
+                     strategy) -> list[keras.callbacks.Callback]:
     """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`."""
     if cfg.eval.every <= 0:
         return []
     from monet_tf.fid_callback import MiFIDCallback
 
     best_dir = os.path.join(workdir, "export", "best")
+    score_file = os.path.join(best_dir, "score.json")
+    best = math.inf
+    if tf.io.gfile.exists(score_file):
+        with tf.io.gfile.GFile(score_file) as f:
+            best = json.load(f)["mifid"]
 
     def on_new_best(epoch: int, mifid: float) -> None:
         export_all(model, cfg, best_dir)
-        with tf.io.gfile.GFile(os.path.join(best_dir, "score.txt"), "w") as f:
-            f.write(f"epoch {epoch + 1} mifid {mifid:.4f}\n")
+        with tf.io.gfile.GFile(score_file, "w") as f:
+            json.dump({"epoch": epoch + 1, "mifid": mifid}, f)
 
     return [MiFIDCallback(
-        photos=data.heldout_photos(sources, cfg.data, cfg.eval.num_images),
-        monets=data.eval_images(sources, "monet", cfg.data, cfg.eval.num_images),
+        photos=data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images),
+        monets=data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images),
         every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
         inception_weights=cfg.eval.inception_weights or "imagenet",
-        strategy=strategy, on_new_best=on_new_best,
+        strategy=strategy, on_new_best=on_new_best, initial_best=best,
     )]

@@ -130,7 +130,7 @@ t.train(cfg, straight, verbose=0)
 class KillAt(keras.callbacks.Callback):
     # Sends SIGTERM to this process in epoch 2, after its first step, as a user's kill would.
     def on_train_batch_end(self, batch, logs=None):
-        if self.params["steps"] and self.model.optimizers_step() == 4:
+        if int(self.model.optimizer.iterations.numpy()) == 4:
             os.kill(os.getpid(), signal.SIGTERM)
 
 try:
