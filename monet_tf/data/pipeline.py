@@ -4,9 +4,16 @@ Photos and paintings are repeated independently before they are zipped, so the 3
 never cut an epoch short (an epoch is `steps_per_epoch` batches, by default one pass over the
 training photos). Augmentation uses stateless random ops seeded by (seed, element index), so the
 same seed gives the same batches however many threads decode them.
+
+Training builds a new dataset every epoch (its seed depends on the epoch); the decoded images are
+cached once per process and shared by those datasets, so each image is decoded once per run, not
+once per epoch.
 """
 
 from __future__ import annotations
+
+import collections
+import os
 
 import ml_collections
 import tensorflow as tf
@@ -77,10 +84,40 @@ def augment(image: tf.Tensor, seed: tf.Tensor, cfg: ml_collections.ConfigDict) -
     return tf.ensure_shape(image / 127.5 - 1.0, [size, size, 3])
 
 
+# The decoded images of the latest run's two domains. A tf.data in-memory cache belongs to its
+# dataset object and, once one iterator has read it to the end, serves every later iterator of any
+# dataset built on it; keeping the object lets each epoch's new train_dataset reuse it.
+_CACHED: collections.OrderedDict = collections.OrderedDict()
+_CACHED_MAX = 2
+
+
+def _local_fingerprint(source: Source) -> tuple:
+    """Sizes and modification times of local files, so a file rewritten in place is read again
+    (remote files are trusted by name: a stat per file per epoch would be slow on gs://)."""
+    if any("://" in f for f in source.files):
+        return ()
+    return tuple((st.st_size, st.st_mtime_ns) for st in map(os.stat, source.files))
+
+
+def _images(source: Source, report: DomainReport, size: int, heldout: bool | None,
+            cache: bool) -> tf.data.Dataset:
+    """uint8 [size, size, 3] images in file order; with `cache`, decoded once per process."""
+    def build():
+        ds = _decoded(source, report, size, heldout).map(lambda name, image: image)
+        return ds.cache() if cache else ds
+
+    if not (cache and tf.executing_eagerly()):
+        return build()
+    key = (source, report, size, heldout, _local_fingerprint(source))
+    if key not in _CACHED:
+        _CACHED[key] = build()
+        while len(_CACHED) > _CACHED_MAX:
+            _CACHED.popitem(last=False)
+    _CACHED.move_to_end(key)
+    return _CACHED[key]
+
+
 def _shuffled_forever(ds: tf.data.Dataset, count: int, cfg, seed: int) -> tf.data.Dataset:
-    ds = ds.map(lambda name, image: image)
-    if cfg.cache:
-        ds = ds.cache()
     return ds.shuffle(max(1, min(cfg.shuffle_buffer, count)), seed=seed,
                       reshuffle_each_iteration=True).repeat()
 
@@ -89,9 +126,9 @@ def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.
                   global_batch: int, seed: int) -> tf.data.Dataset:
     """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3]."""
     size = cfg.image_size
-    photos = _shuffled_forever(_decoded(sources.photo, report.photo, size, heldout=False),
+    photos = _shuffled_forever(_images(sources.photo, report.photo, size, False, cfg.cache),
                                train_photo_count(report), cfg, seed)
-    monets = _shuffled_forever(_decoded(sources.monet, report.monet, size, heldout=None),
+    monets = _shuffled_forever(_images(sources.monet, report.monet, size, None, cfg.cache),
                                report.monet.count, cfg, seed + 1)
     base = tf.constant([seed, 0], tf.int64)
 
