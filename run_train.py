@@ -43,7 +43,9 @@ _WANDB_RUN_NAME = flags.DEFINE_string("wandb_run_name", None, "wandb run name.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from monet_tf.strategy import get_strategy
+    from monet_tf.checkpoints import WorkdirError
+    from monet_tf.data import DataError
+    from monet_tf.strategy import StrategyError, get_strategy
     from monet_tf.train import TrainingDiverged, TrainingStopped, train
 
     cfg = _CONFIG.value
@@ -59,9 +61,12 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
     print(f"workdir: {os.path.abspath(workdir)}", flush=True)
 
-    strategy = get_strategy(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
     try:
+        strategy = get_strategy(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
         result = train(cfg, workdir, strategy)
+    except (DataError, WorkdirError, StrategyError) as e:  # Bad input: said before any training.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     except TrainingStopped as e:
         print(e, file=sys.stderr)
         sys.exit(e.exit_code)

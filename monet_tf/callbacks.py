@@ -168,8 +168,8 @@ def plot_loss_curves(csv_path: str, out_path: str) -> None:
     epochs = [int(r["epoch"]) + 1 for r in rows]
     columns = [k for k in rows[0] if k != "epoch" and k.endswith("loss")]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in columns:
-        values = [float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows]
+    for name in columns:  # CSVLogger writes "NA" for a metric an epoch did not report
+        values = [float(r[name]) if r.get(name) not in (None, "", "NA") else np.nan for r in rows]
         ax.plot(epochs, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")

@@ -117,6 +117,8 @@ def restore_generators(workdir: str, checkpoint_path: str | None = None):
     path = checkpoint_path or latest_checkpoint(workdir)
     if path is None:
         raise WorkdirError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+    if not tf.io.gfile.exists(path + ".index"):
+        raise WorkdirError(f"--checkpoint={path}: no such checkpoint ({path}.index is missing)")
     generators = [
         build_generator(cfg.model.generator, ngf=cfg.model.ngf, upsample=cfg.model.upsample,
                         dropout=cfg.model.dropout, norm_epsilon=cfg.model.norm_epsilon,

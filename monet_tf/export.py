@@ -13,10 +13,12 @@ float32 whatever the training precision, and rounds and clips the output back to
 
 import os
 import shutil
+import sys
 from typing import Any
 
 import keras
 import tensorflow as tf
+from absl import app, flags
 
 INPUT_NAME = "images"  # The serving signature's input argument.
 OUTPUT_KEY = "images"  # The serving signature's output key.
@@ -188,3 +190,56 @@ def export_generator(generator: keras.Model, path: str, multiple: int = 4) -> No
     os.rename(tmp, path)
     if os.path.lexists(old):
         shutil.rmtree(old)
+
+
+GENERATORS = ("photo_to_monet", "monet_to_photo")
+
+
+def export_generators(generators: dict[str, keras.Model], export_dir: str, multiple: int) -> str:
+    """Exports each generator to `<export_dir>/<name>` (photo_to_monet, monet_to_photo)."""
+    for name, generator in generators.items():
+        export_generator(generator, os.path.join(export_dir, name), multiple=multiple)
+    return export_dir
+
+
+def export_checkpoint(workdir: str, checkpoint: str | None = None, output: str | None = None) -> str:
+    """Rebuilds both generators from `workdir`'s saved config and a checkpoint, and exports them.
+
+    `checkpoint`: a checkpoint prefix (default: the latest in `<workdir>/checkpoints`);
+    `output`: the export folder (default `<workdir>/export`).
+    """
+    from monet_tf.checkpoints import restore_generators
+    from monet_tf.models import generator_multiple
+
+    photo_to_monet, monet_to_photo, cfg = restore_generators(workdir, checkpoint)
+    return export_generators(
+        {"photo_to_monet": photo_to_monet, "monet_to_photo": monet_to_photo},
+        output or os.path.join(workdir, "export"),
+        multiple=generator_multiple(cfg.model.generator),
+    )
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from monet_tf.checkpoints import WorkdirError
+
+    try:
+        out = export_checkpoint(flags.FLAGS.workdir, flags.FLAGS.checkpoint, flags.FLAGS.output)
+    except (WorkdirError, ValueError, tf.errors.NotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {', '.join(GENERATORS)} to {out}")
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Training workdir (holds config.json and checkpoints/).")
+    flags.DEFINE_string("checkpoint", None,
+                        "Checkpoint prefix, e.g. W/checkpoints/ckpt-3 (default: the latest).")
+    flags.DEFINE_string("output", None, "Export folder (default: <workdir>/export).")
+    flags.mark_flags_as_required(["workdir"])
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

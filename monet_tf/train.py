@@ -20,7 +20,7 @@ import tensorflow as tf
 from monet_tf import callbacks as cb
 from monet_tf import checkpoints as ckpt
 from monet_tf import data
-from monet_tf.export import export_generator
+from monet_tf.export import GENERATORS, export_generators
 from monet_tf.models import build_cyclegan, generator_multiple
 from monet_tf.strategy import set_mixed_precision
 
@@ -218,10 +218,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
 
 
 def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str) -> str:
-    multiple = generator_multiple(cfg.model.generator)
-    for name in ("photo_to_monet", "monet_to_photo"):
-        export_generator(getattr(model, name), os.path.join(export_dir, name), multiple=multiple)
-    return export_dir
+    return export_generators({name: getattr(model, name) for name in GENERATORS}, export_dir,
+                             multiple=generator_multiple(cfg.model.generator))
 
 
 def _score_callbacks(cfg, sources, report, model, workdir,

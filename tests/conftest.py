@@ -39,6 +39,9 @@ def shared_data() -> pathlib.Path:
     return SHARED_DATA
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
+    """One strategy per test process, as in training: every MirroredStrategy numbers its
+    collective ops from the same instance key, so a second one over the same devices collides
+    with the first ("Collective instance 100 expected type ...")."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

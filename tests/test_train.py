@@ -18,6 +18,8 @@ import pytest
 import tensorflow as tf
 
 from monet_tf.config import base_config
+from monet_tf.models.cyclegan import METRICS
+from tests import wandb_records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_config.py"
@@ -168,6 +170,21 @@ print("wandb imported:", "wandb" in sys.modules)
 """
 
 
+def test_export_cli_names_what_is_missing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "monet_tf.export", f"--workdir={tmp_path}"],
+                            capture_output=True, text=True, timeout=300, env=_env())
+    assert result.returncode == 2
+    assert f"{tmp_path / 'config.json'} not found" in result.stderr
+
+
+def test_bad_data_dir_is_one_clear_error(tmp_path):
+    result = run_train(tmp_path / "run", f"--data_dir={tmp_path / 'nowhere'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --data_dir={tmp_path / 'nowhere'}: no such directory")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_wandb_is_not_imported_when_off(tmp_path):
     result = subprocess.run([sys.executable, "-c", WANDB_SCRIPT, str(TINY), str(tmp_path)],
                             capture_output=True, text=True, timeout=600, env=_env())
@@ -181,9 +198,12 @@ def test_wandb_offline_logs_metrics(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
-    history = list(runs[0].glob("*.wandb"))
-    assert history and history[0].stat().st_size > 0
     assert (tmp_path / "wandb_run_id").read_text().strip() in runs[0].name
+    rows = wandb_records.history(runs[0])
+    epoch_rows = [row for row in rows if "monet_gen_loss" in row]
+    assert [row["_step"] for row in epoch_rows] == [1], rows  # one epoch, logged at step 1
+    assert all(np.isfinite(row[key]) for row in epoch_rows for key in METRICS)
+    assert any(key.startswith("samples/") for row in epoch_rows for key in row), rows
 
 
 @pytest.mark.slow
@@ -212,19 +232,28 @@ def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
     assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
     assert len(list((workdir / "demo").glob("*_monet.jpg"))) == 2
 
-    # The export runs in a fresh process that has TensorFlow but not monet_tf.
+    # Re-exporting from the latest checkpoint gives the generator the run exported.
+    reexport = subprocess.run(
+        [sys.executable, "-m", "monet_tf.export", f"--workdir={workdir}",
+         f"--output={tmp_path / 'reexport'}"],
+        capture_output=True, text=True, timeout=300, env=_env())
+    assert reexport.returncode == 0, reexport.stderr[-3000:]
+
+    # The exports run in a fresh process that has TensorFlow but not monet_tf.
     probe = (
-        "import sys, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "(y,) = m(tf.zeros([3, 36, 44, 3], tf.uint8)).values()\n"
+        "import sys, numpy as np, tensorflow as tf\n"
+        "x = tf.constant(np.random.default_rng(0).integers(0, 256, [3, 36, 44, 3]), tf.uint8)\n"
+        "ys = [tf.saved_model.load(p).signatures['serving_default'](x)['images'] for p in sys.argv[1:]]\n"
         "assert 'monet_tf' not in sys.modules\n"
-        "print(y.dtype.name, y.shape.as_list())\n"
+        "print(ys[0].dtype.name, ys[0].shape.as_list(), int(tf.reduce_max(tf.abs(\n"
+        "    tf.cast(ys[0], tf.int32) - tf.cast(ys[1], tf.int32)))))\n"
     )
-    fresh = subprocess.run([sys.executable, "-I", "-c", probe, str(workdir / "export/photo_to_monet")],
+    fresh = subprocess.run([sys.executable, "-I", "-c", probe, str(workdir / "export/photo_to_monet"),
+                            str(tmp_path / "reexport/photo_to_monet")],
                            capture_output=True, text=True, timeout=300, cwd=tmp_path,
                            env={"PATH": os.environ["PATH"], "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    assert fresh.stdout.strip().splitlines()[-1] == "uint8 [3, 36, 44, 3]"
+    assert fresh.stdout.strip().splitlines()[-1] == "uint8 [3, 36, 44, 3] 0"
 
     zip_path = tmp_path / "images.zip"
     predicted = subprocess.run(

@@ -19,14 +19,14 @@ import tensorflow as tf
 from monet_tf.data.make_tfrecords import write_tfrecords
 
 HERE = pathlib.Path(__file__).resolve().parent
-# (file in skimage/data, licence) — colour photographs only.
+# (file in skimage/data, licence); grass and gravel are grayscale and stored as RGB (R = G = B).
 SKIMAGE_PHOTOS = {
     "astronaut.png": "public domain (NASA)",
     "chelsea.png": "CC0 (Stefan van der Walt)",
     "coffee.png": "CC0 (Rachel Michetti)",
     "rocket.jpg": "public domain (SpaceX)",
     "hubble_deep_field.jpg": "public domain (NASA)",
-    "grass.png": "CC0 (CC0Textures)",
+    "grass.png": "CC0 (\"Grass 01\" by linolafett)",
     "gravel.png": "CC0 (CC0Textures)",
 }
 CROPS = ((0.5, 0.5, 1.0), (0.3, 0.35, 0.6), (0.7, 0.6, 0.55), (0.45, 0.7, 0.45))  # cx, cy, side

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from monet_tf.config import base_config
 from monet_tf.data.images import decode_rgb, resize_square
-from monet_tf.data.pipeline import _usable_records
+from monet_tf.data.pipeline import usable_records
 from monet_tf.data.sources import DOMAINS, DataError, DataSources, find_sources
 from monet_tf.data.validate import DataReport, validate
 
@@ -72,7 +72,7 @@ def look_at_domain(sources: DataSources, report: DataReport, domain: str, num_im
         histogram = tf.math.bincount(values, minlength=768, maxlength=768, dtype=tf.int64)
         return index, image, tf.reshape(histogram, [3, 256]), original
 
-    ds = _usable_records(sources[domain], report[domain]).enumerate()
+    ds = usable_records(sources[domain], report[domain]).enumerate()
     ds = ds.filter(lambda index, record: picked_t[index])
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     samples, histogram, sizes = {}, np.zeros([3, 256], np.int64), []

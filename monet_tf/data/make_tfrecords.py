@@ -16,7 +16,7 @@ from absl import app, flags
 
 from monet_tf.data import records
 from monet_tf.data.images import decode_rgb, resize_square
-from monet_tf.data.sources import DataError, IMAGE_EXTENSIONS, _list_recursive
+from monet_tf.data.sources import DataError, IMAGE_EXTENSIONS, list_recursive
 
 SIZE = 256
 
@@ -45,7 +45,7 @@ def encode_for_record(data: bytes, path: str, quality: int = 95) -> bytes:
 def write_tfrecords(input_dir: str, output_dir: str, domain: str, shards: int) -> list[str]:
     if not tf.io.gfile.isdir(input_dir):
         raise DataError(f"--input={input_dir}: no such directory")
-    files = _list_recursive(input_dir, IMAGE_EXTENSIONS)
+    files = list_recursive(input_dir, IMAGE_EXTENSIONS)
     if not files:
         raise DataError(f"--input={input_dir}: no {', '.join(IMAGE_EXTENSIONS)} files found")
     if shards < 1:

@@ -13,6 +13,7 @@ once per epoch.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 
 import ml_collections
@@ -23,30 +24,33 @@ from monet_tf.data.sources import DataSources, Source
 from monet_tf.data.validate import DataReport, DomainReport, name_hash
 
 
-def _usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
-    """The source's records without the ones validation marked bad."""
+def _without(ds: tf.data.Dataset, indices) -> tf.data.Dataset:
+    """`ds` without the elements at `indices`."""
+    if not indices:
+        return ds
+    drop = tf.constant(sorted(indices), tf.int64)
+    ds = ds.enumerate().filter(lambda i, record: tf.logical_not(tf.reduce_any(tf.equal(i, drop))))
+    return ds.map(lambda i, record: record)
+
+
+def usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
+    """(name, image) records of the source without the ones validation marked bad."""
     if not report.bad:
         return source.records()
     if source.kind == "images":
         keep = tuple(f for f in source.files if (f, 0) not in report.bad)
         return Source(source.domain, source.kind, source.spec, keep).records()
-    parts = []
-    for path in source.files:
-        bad = sorted(i for p, i in report.bad if p == path)
-        part = Source(source.domain, source.kind, source.spec, (path,)).records().enumerate()
-        if bad:
-            bad_t = tf.constant(bad, tf.int64)
-            part = part.filter(lambda i, record: tf.logical_not(tf.reduce_any(tf.equal(i, bad_t))))
-        parts.append(part.map(lambda i, record: record))
-    ds = parts[0]
-    for part in parts[1:]:
-        ds = ds.concatenate(part)
-    return ds
+    if source.kind == "tfds":
+        return _without(source.records(), [i for _, i in report.bad])
+    parts = [_without(Source(source.domain, source.kind, source.spec, (path,)).records(),
+                      [i for p, i in report.bad if p == path])
+             for path in source.files]
+    return functools.reduce(tf.data.Dataset.concatenate, parts)
 
 
 def _decoded(source: Source, report: DomainReport, size: int, heldout: bool | None):
     """(name, uint8 [size, size, 3]); heldout=True/False keeps only that side of the split."""
-    ds = _usable_records(source, report)
+    ds = usable_records(source, report)
     if heldout is not None and report.heldout_below >= 0:
         below = tf.constant(report.heldout_below, tf.int64)
         ds = ds.filter(lambda name, data: tf.equal(name_hash(name) < below, heldout))

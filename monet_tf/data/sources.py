@@ -74,7 +74,8 @@ def _is_dir(path: str) -> bool:
     return tf.io.gfile.isdir(path)
 
 
-def _list_recursive(folder: str, extensions: tuple[str, ...]) -> list[str]:
+def list_recursive(folder: str, extensions: tuple[str, ...]) -> list[str]:
+    """Files under `folder` (local or gs://, any depth) whose names end in `extensions`, sorted."""
     found = []
     for root, _, names in tf.io.gfile.walk(folder):
         found += [os.path.join(root, n) for n in names if n.lower().endswith(extensions)]
@@ -90,7 +91,7 @@ def source_from_spec(spec: str, domain: str, flag: str) -> Source:
                            if f.lower().endswith(TFRECORD_EXTENSIONS))
         if tfrecords:
             return Source(domain, "tfrecord", spec, tuple(tfrecords))
-        images = _list_recursive(spec, IMAGE_EXTENSIONS)
+        images = list_recursive(spec, IMAGE_EXTENSIONS)
         if images:
             return Source(domain, "images", spec, tuple(images))
         raise DataError(f"{flag}={spec}: the folder has no TFRecords "
