@@ -3,7 +3,8 @@
 ResNet-9 generator at 256 px as in the CycleGAN paper; every photo every epoch (no 300-step epochs
 cut short by the 300 paintings); a global batch of 32 (4 per core) with bfloat16 and 32 steps per
 compiled call to keep the TPU busy; DiffAugment because 300 paintings is a tiny set; MiFID of
-1,000 held-out photos every 5 epochs, keeping the best export.
+1,000 photos every 5 epochs, keeping the best export. No photo is held out: a submission
+translates the very photos the generator trained on, so that is what the score measures too.
 """
 
 from monet_tf.config import base_config
@@ -12,7 +13,7 @@ from monet_tf.config import base_config
 def get_config():
     c = base_config()
     c.data.image_size = 256
-    c.data.heldout_fraction = 0.15  # ~1,050 held-out photos: enough for the 1,000-image score.
+    c.data.heldout_fraction = 0.0  # All 7,038 photos train every epoch.
     c.model.generator = "resnet_9blocks"
     c.loss.diffaugment = "color,translation,cutout"
     c.train.batch_size = 4
