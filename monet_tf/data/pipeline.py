@@ -42,10 +42,15 @@ def usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
         return Source(source.domain, source.kind, source.spec, keep).records()
     if source.kind == "tfds":
         return _without(source.records(), [i for _, i in report.bad])
-    parts = [_without(Source(source.domain, source.kind, source.spec, (path,)).records(),
-                      [i for p, i in report.bad if p == path])
-             for path in source.files]
-    return functools.reduce(tf.data.Dataset.concatenate, parts)
+    readable = dict(report.unreadable_from)  # A truncated file is read only up to the cut.
+
+    def part(path):
+        ds = Source(source.domain, source.kind, source.spec, (path,)).records()
+        if path in readable:
+            ds = ds.take(readable[path])
+        return _without(ds, [i for p, i in report.bad if p == path and i != readable.get(path)])
+
+    return functools.reduce(tf.data.Dataset.concatenate, map(part, source.files))
 
 
 def _decoded(source: Source, report: DomainReport, size: int, heldout: bool | None):

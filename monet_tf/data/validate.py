@@ -25,6 +25,7 @@ class DomainReport:
     bad: frozenset  # (file, index) of records to skip
     heldout_below: int  # names hashing below this are held out of training (-1: none)
     heldout_count: int
+    unreadable_from: frozenset = frozenset()  # (file, index): a truncated file is read up to here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,8 @@ def _fast_scan(source: Source, files) -> tuple[list[bytes], np.ndarray]:
 
 
 def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
-    """Record by record through one file: (names, bad (path, index) pairs)."""
+    """Record by record through one file: (names, bad (path, index) pairs, the index from which
+    the file cannot be read or None)."""
     names, bad = [], []
     one = Source(source.domain, source.kind, source.spec, (path,))
     iterator = iter(one.records())
@@ -81,7 +83,7 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
                 raise DataError(what) from None
             logging.warning("skipping the rest of %s from record %d: %s", path, index, e.message)
             bad.append((path, index))
-            break
+            return names, bad, index
         try:
             height, width = _shape_of(data).numpy()
         except tf.errors.InvalidArgumentError as e:
@@ -99,28 +101,31 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
         else:
             names.append(name.numpy())
         index += 1
-    return names, bad
+    return names, bad, None
 
 
-def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[bytes], list]:
+def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[bytes], list, list]:
+    """(usable names, bad (path, index) pairs, (path, index) where truncated files end)."""
     if source.kind == "tfds":
         names, shapes = _fast_scan(source, None)
         small = np.flatnonzero(shapes.min(axis=1) < min_size) if len(shapes) else []
         if len(small) and not skip:
             raise DataError(f"tfds:{source.spec}: image {small[0]} is under {min_size} px")
         return [n for i, n in enumerate(names) if i not in set(small)], [
-            (source.spec, int(i)) for i in small]
-    all_names, all_bad = [], []
+            (source.spec, int(i)) for i in small], []
+    all_names, all_bad, unreadable = [], [], []
     for path in source.files:
         try:
             names, shapes = _fast_scan(source, [path])
             if len(shapes) and shapes.min() < min_size:
                 raise tf.errors.InvalidArgumentError(None, None, "too small")
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
-            names, bad = _slow_scan(source, path, min_size, skip)
+            names, bad, cut = _slow_scan(source, path, min_size, skip)
             all_bad += bad
+            if cut is not None:
+                unreadable.append((path, cut))
         all_names += names
-    return all_names, all_bad
+    return all_names, all_bad, unreadable
 
 
 def _heldout_threshold(names: list[bytes], fraction: float) -> tuple[int, int]:
@@ -139,7 +144,7 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
     reports = {}
     for domain in ("monet", "photo"):
         source = sources[domain]
-        names, bad = _scan(source, min_image_size, skip_bad_records)
+        names, bad, unreadable = _scan(source, min_image_size, skip_bad_records)
         if not names:
             raise DataError(f"{source.describe()}: no usable images")
         if bad:
@@ -148,5 +153,6 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
                   + ", ".join(f"{p}#{i}" for p, i in bad[:5]) + (" ..." if len(bad) > 5 else ""),
                   flush=True)
         below, held = _heldout_threshold(names, heldout_fraction if domain == "photo" else 0.0)
-        reports[domain] = DomainReport(len(names), len(bad), frozenset(bad), below, held)
+        reports[domain] = DomainReport(len(names), len(bad), frozenset(bad), below, held,
+                                       frozenset(unreadable))
     return DataReport(**reports)
