@@ -60,8 +60,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 100  # Epochs at constant learning rate...
     c.train.decay_epochs = 100  # ...then epochs of linear decay to zero.
     c.train.steps_per_execution = 1  # Steps per compiled call (raise it on TPU).
-    c.train.jit_compile = True  # XLA-compile the training step.
-    c.train.mixed_precision = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    # XLA-compile the training step: true | false | auto (XLA on TPU and GPU; off on CPU-only
+    # hosts, where it is slower).
+    c.train.jit_compile = "auto"
+    # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU and on CPUs with
+    # native bfloat16 (AVX512-BF16, AMX), mixed_float16 with loss scaling on GPU, else float32.
+    c.train.mixed_precision = "auto"
     c.train.checkpoint_every = 1  # Epochs between checkpoints (one is always written at the end).
     c.train.keep_checkpoints = 3
     c.train.sample_every = 1  # Epochs between sample grids (0: off).

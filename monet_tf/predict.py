@@ -257,7 +257,8 @@ def predict(
         .prefetch(2)
     )
 
-    @tf.function
+    # One trace for every batch, the short last one included.
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)])
     def translate_and_encode(images: tf.Tensor) -> tf.Tensor:
         translated = translate(images)
         return tf.map_fn(

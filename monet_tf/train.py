@@ -22,7 +22,7 @@ from monet_tf import checkpoints as ckpt
 from monet_tf import data
 from monet_tf.export import GENERATORS, export_generators
 from monet_tf.models import build_cyclegan, generator_multiple
-from monet_tf.strategy import set_mixed_precision
+from monet_tf.strategy import set_mixed_precision, use_xla
 
 METRICS_CSV = "metrics.csv"
 
@@ -119,6 +119,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     set_mixed_precision(cfg.train.mixed_precision, strategy)
+    use_xla(cfg.train.jit_compile, strategy)  # A bad value stops here, before the data scan.
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
     print(sources.describe(), flush=True)

@@ -26,7 +26,7 @@ def _images(n, seed):
 
 def _tiny_cyclegan(global_batch):
     cfg = get_config()
-    cfg.train.jit_compile = False  # compile time, not what is tested here
+    cfg.train.jit_compile = "false"  # compile time, not what is tested here
     return build_cyclegan(cfg, steps_per_epoch=1, global_batch_size=global_batch)
 
 

@@ -18,7 +18,7 @@ def tiny_config(**train):
     cfg.model.generator = "resnet_6blocks"
     cfg.model.ngf = 8
     cfg.model.ndf = 8
-    cfg.train.jit_compile = False
+    cfg.train.jit_compile = "false"
     cfg.train.update(train)
     return cfg
 
@@ -176,7 +176,7 @@ def build_cyclegan_nets(cfg):
 
 
 def test_jit_compiled_fit():
-    cfg = tiny_config(jit_compile=True, steps_per_execution=2)
+    cfg = tiny_config(jit_compile="true", steps_per_execution=2)
     cfg.model.ngf = 4
     cfg.model.ndf = 4
     cfg.loss.diffaugment = "color,translation,cutout"
@@ -189,7 +189,8 @@ def test_jit_compiled_fit():
 
 def test_xla_is_turned_off_for_logical_cpu_mirrored(two_cpu_strategy):
     with two_cpu_strategy.scope():
-        model = build_cyclegan(tiny_config(jit_compile=True), steps_per_epoch=1, global_batch_size=2)
+        model = build_cyclegan(tiny_config(jit_compile="true"), steps_per_epoch=1,
+                               global_batch_size=2)
     assert not model.jit_compile
 
 

@@ -1,0 +1,302 @@
+r"""Image pairs/s of the CycleGAN training step: monet_tf's against a plain keras.io-style step.
+
+    python bench/train_step.py               # (a) 128 px ngf 32 resnet_6blocks, (b) 256 px ngf 64 resnet_9blocks
+    python bench/train_step.py --quick       # (a) only
+    python bench/train_step.py --rounds=3 --steps=2
+
+Every side trains the same architecture on the same fixed random (photo, monet) batch of 1 held in
+memory, on this machine's CPU:
+
+- ours: `build_cyclegan(base_config() + overrides)` exactly as monet_tf.train builds it on this
+  machine: default strategy, train.mixed_precision "auto" (mixed_bfloat16 on a CPU with native
+  bfloat16, else float32), train.jit_compile "auto" (no XLA on a CPU-only host), pool 50, lsgan,
+  identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as `model.fit` drives it:
+  its `train_function` called on an iterator of a repeated in-memory tf.data dataset.
+- ours float32, ours float32 + XLA: the same step with mixed_precision=float32, and with
+  jit_compile=true as well, to show where the difference comes from.
+- plain: the keras.io / TensorFlow-tutorial CycleGAN step in float32: fresh generators and critics
+  from the project's own builders (identical layers), one `tf.function` (no XLA) with a persistent
+  GradientTape, six generator and four critic calls, lsgan MSE, cycle L1 x 10 and identity L1 x 5
+  (the same objective as ours: each generator's loss holds both cycle terms), four
+  `tape.gradient` calls and four keras Adam(2e-4, beta_1=0.5) `apply_gradients`. No image pool.
+
+The first call of each (trace + compile + one step) is timed and reported on its own; one more
+untimed step per side sizes the timing blocks (--steps, else ~--block_seconds per block). Each round
+runs every side once, in an order that reverses every round; per-round rates and medians are
+printed.
+
+FLOPs per step are counted on each side's traced step graph (not estimated): every Conv2D,
+Conv2DBackpropInput and Conv2DBackpropFilter reachable from the step's outputs and side effects,
+2 x (output elements) x (kernel h x w x input channels); normalisations, activations, losses and
+Adam are left out (< 1 %). As a sanity check the usual analytic estimate, 3 x forward conv FLOPs
+of the six generator and four critic passes, is printed beside it (~1.9 TFLOP for config (b)).
+The convolution peak is measured in the same run: a float32 1x128x128x256 -> 256 3x3 Conv2D under
+tf.function(jit_compile=True), median GFLOP/s (the same conv without XLA is printed too).
+
+The last line is `ratio X.XX`: the smallest ours/plain pairs/s ratio over the configs run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from monet_tf import config as config_lib  # noqa: E402
+from monet_tf.models import build_cyclegan  # noqa: E402
+from monet_tf.models.critics import build_critic  # noqa: E402
+from monet_tf.models.generators import build_generator  # noqa: E402
+from monet_tf.strategy import set_mixed_precision, use_xla  # noqa: E402
+
+CONFIGS = {  # name: (image_size, generator, ngf)
+    "a": (128, "resnet_6blocks", 32),
+    "b": (256, "resnet_9blocks", 64),
+}
+BATCH = 1
+CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+flags.DEFINE_bool("quick", False, "Run config (a) only.")
+flags.DEFINE_integer("rounds", 5, "Timed rounds (each one block of every side).")
+flags.DEFINE_integer("steps", 0, "Steps per timing block; 0: sized to --block_seconds.")
+flags.DEFINE_float("block_seconds", 6.0, "Target length of a timing block when --steps=0.")
+flags.DEFINE_integer("seed", 0, "Seed of the batch and the networks.")
+FLAGS = flags.FLAGS
+
+
+# ----------------------------------------------------------------------------------- FLOP counts
+def conv_flops(graph) -> tuple[int, list[str]]:
+    """2 x MACs of the convolutions reachable from `graph`'s outputs and control outputs."""
+    seen, stack = set(), [t.op for t in graph.outputs] + list(graph.control_outputs)
+    total, nested = 0, []
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+        if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
+            nested.append(op.name)  # Not expected (Keras 3 inlines layers); reported if seen.
+        if op.type not in CONV_OPS:
+            continue
+        if op.type == "Conv2D":
+            out, kernel = op.outputs[0].shape, op.inputs[1].shape
+        elif op.type == "Conv2DBackpropInput":  # (input_sizes, filter, out_backprop)
+            out, kernel = op.inputs[2].shape, op.inputs[1].shape
+        else:  # Conv2DBackpropFilter: (input, filter_sizes, out_backprop) -> filter
+            out, kernel = op.inputs[2].shape, op.outputs[0].shape
+        total += 2 * out.num_elements() * kernel[0] * kernel[1] * kernel[2]
+    return total, nested
+
+
+def forward_flops(network, size: int) -> int:
+    fn = tf.function(lambda x: network(x, training=True))
+    graph = fn.get_concrete_function(tf.TensorSpec((BATCH, size, size, 3), tf.float32)).graph
+    return conv_flops(graph)[0]
+
+
+# -------------------------------------------------------------------------------------- conv peak
+def conv_rate(jit: bool, dtype=tf.float32, calls: int = 5, repeats: int = 5) -> float:
+    """Median GFLOP/s of a 1x128x128x256 -> 256, 3x3 SAME Conv2D."""
+    x = tf.cast(tf.random.stateless_normal([1, 128, 128, 256], [1, 2]), dtype)
+    w = tf.cast(0.02 * tf.random.stateless_normal([3, 3, 256, 256], [3, 4]), dtype)
+    fn = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"), jit_compile=jit)
+    fn(x, w).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            y = fn(x, w)
+        y.numpy()
+        times.append((time.perf_counter() - start) / calls)
+    return 2 * 128 * 128 * 256 * 256 * 9 / statistics.median(times) / 1e9
+
+
+# ----------------------------------------------------------------------------------------- steps
+def project_config(size: int, generator: str, ngf: int):
+    cfg = config_lib.base_config()
+    cfg.data.image_size = size
+    cfg.model.generator = generator
+    cfg.model.ngf = ngf
+    cfg.seed = FLAGS.seed
+    return cfg
+
+
+def build_ours(cfg, photo, monet, policy: str, jit_compile: str = "auto"):
+    """The project's step as monet_tf.train runs it: fit's train_function on a dataset iterator."""
+    keras.utils.set_random_seed(cfg.seed)
+    cfg.train.jit_compile = jit_compile
+    keras.config.set_dtype_policy(policy)  # What set_mixed_precision does before building.
+    try:
+        model = build_cyclegan(cfg, steps_per_epoch=1000, global_batch_size=BATCH)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    model.make_train_function()
+    iterator = iter(tf.data.Dataset.from_tensors((photo, monet)).repeat())
+
+    def run(steps: int) -> float:
+        for _ in range(steps):
+            logs = model.train_function(iterator)
+        return float(logs["gen_total_loss"])
+
+    # Same step, traced once more without running it, only to count its convolutions.
+    graph = tf.function(model.train_step).get_concrete_function((photo, monet)).graph
+    return model, run, graph
+
+
+def build_plain(cfg, photo, monet):
+    """keras.io-style CycleGAN step on fresh networks from the project's builders (same layers)."""
+    m, size, seed = cfg.model, cfg.data.image_size, cfg.seed + 100
+
+    def generator(name, offset):
+        return build_generator(m.generator, ngf=m.ngf, upsample=m.upsample, dropout=m.dropout,
+                               norm_epsilon=m.norm_epsilon, image_size=size, model_name=name,
+                               seed=seed * 4 + offset)
+
+    def critic(name, offset):
+        return build_critic(m.critic, ndf=m.ndf, n_layers=m.critic_layers, noise=m.critic_noise,
+                            spectral_norm=m.spectral_norm, norm_epsilon=m.norm_epsilon,
+                            image_size=size, model_name=name, seed=seed * 4 + offset)
+
+    gen_g, gen_f = generator("gen_G", 0), generator("gen_F", 1)  # G: photo (x) -> monet (y)
+    disc_x, disc_y = critic("disc_X", 2), critic("disc_Y", 3)
+    nets = [gen_g, gen_f, disc_x, disc_y]
+    opts = [keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in nets]
+    for opt, net in zip(opts, nets):
+        opt.build(net.trainable_variables)
+    adv = keras.losses.MeanSquaredError()
+    l1 = keras.losses.MeanAbsoluteError()
+    lam_cycle, lam_id = cfg.loss.cycle_weight, cfg.loss.identity_weight
+
+    @tf.function
+    def train_step(real_x, real_y):
+        with tf.GradientTape(persistent=True) as tape:
+            fake_y = gen_g(real_x, training=True)
+            cycled_x = gen_f(fake_y, training=True)
+            fake_x = gen_f(real_y, training=True)
+            cycled_y = gen_g(fake_x, training=True)
+            same_x = gen_f(real_x, training=True)
+            same_y = gen_g(real_y, training=True)
+            disc_real_x = disc_x(real_x, training=True)
+            disc_fake_x = disc_x(fake_x, training=True)
+            disc_real_y = disc_y(real_y, training=True)
+            disc_fake_y = disc_y(fake_y, training=True)
+
+            gen_g_loss = adv(tf.ones_like(disc_fake_y), disc_fake_y)
+            gen_f_loss = adv(tf.ones_like(disc_fake_x), disc_fake_x)
+            cycle_loss = (l1(real_x, cycled_x) + l1(real_y, cycled_y)) * lam_cycle
+            id_g = l1(real_y, same_y) * lam_cycle * lam_id
+            id_f = l1(real_x, same_x) * lam_cycle * lam_id
+            total_g = gen_g_loss + cycle_loss + id_g
+            total_f = gen_f_loss + cycle_loss + id_f
+            disc_x_loss = 0.5 * (adv(tf.ones_like(disc_real_x), disc_real_x)
+                                 + adv(tf.zeros_like(disc_fake_x), disc_fake_x))
+            disc_y_loss = 0.5 * (adv(tf.ones_like(disc_real_y), disc_real_y)
+                                 + adv(tf.zeros_like(disc_fake_y), disc_fake_y))
+        for loss, net, opt in zip((total_g, total_f, disc_x_loss, disc_y_loss), nets, opts):
+            grads = tape.gradient(loss, net.trainable_variables)
+            opt.apply_gradients(zip(grads, net.trainable_variables))
+        del tape
+        return {"G_loss": total_g, "F_loss": total_f, "D_X_loss": disc_x_loss,
+                "D_Y_loss": disc_y_loss}
+
+    def run(steps: int) -> float:
+        for _ in range(steps):
+            logs = train_step(photo, monet)
+        return float(logs["G_loss"])
+
+    graph = train_step.get_concrete_function(photo, monet).graph
+    return (gen_g, disc_x), run, graph
+
+
+def timed(run, steps: int) -> float:
+    start = time.perf_counter()
+    run(steps)
+    return time.perf_counter() - start
+
+
+def bench_config(name: str, peak: float, policy: str) -> float:
+    size, generator, ngf = CONFIGS[name]
+    cfg = project_config(size, generator, ngf)
+    rng = np.random.default_rng(FLAGS.seed)
+    photo, monet = (tf.constant(rng.uniform(-1, 1, (BATCH, size, size, 3)).astype(np.float32))
+                    for _ in range(2))
+    print(f"\n== config ({name}): {size} px, {generator}, ngf {ngf}, ndf {cfg.model.ndf}, "
+          f"batch {BATCH}", flush=True)
+
+    builds = {"ours": build_ours(cfg, photo, monet, policy)}
+    if policy != "float32":
+        builds["ours float32"] = build_ours(cfg, photo, monet, "float32")
+    builds["ours f32 XLA"] = build_ours(cfg, photo, monet, "float32", jit_compile="true")
+    builds["plain"] = build_plain(cfg, photo, monet)
+    sides = {side: run for side, (_, run, _) in builds.items()}
+
+    flops = {}
+    for side, (_, _, graph) in builds.items():
+        flops[side], nested = conv_flops(graph)
+        if nested:
+            print(f"  warning: {side} graph has {len(nested)} nested function calls (not counted)")
+    gen, crit = builds["plain"][0]
+    fwd_g, fwd_d = forward_flops(gen, size), forward_flops(crit, size)
+    analytic = 3 * (6 * fwd_g + 4 * fwd_d)
+
+    first = {}
+    for side, run in sides.items():
+        first[side] = timed(run, 1)
+        print(f"  {side}: first call (trace + compile + 1 step) {first[side]:.1f} s", flush=True)
+    probe = {side: timed(run, 1) for side, run in sides.items()}
+    steps = FLAGS.steps or max(1, round(FLAGS.block_seconds / max(probe.values())))
+    print(f"  {FLAGS.rounds} rounds x {steps} steps per side", flush=True)
+
+    times = {side: [] for side in sides}
+    for r in range(FLAGS.rounds):
+        for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            times[side].append(timed(sides[side], steps))
+        print(f"  round {r + 1}: " + ", ".join(f"{side} {steps / times[side][-1]:.3f}"
+                                               for side in sides) + " pairs/s", flush=True)
+
+    print(f"  {'':13} {'pairs/s':>8} {'ms/step':>8} {'compile s':>9} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'% peak':>6} {'vs plain':>8}")
+    rate = {side: BATCH * steps / statistics.median(times[side]) for side in sides}
+    for side in sides:
+        step_s = BATCH / rate[side]
+        gflops = flops[side] / 1e9
+        print(f"  {side:13} {rate[side]:8.3f} {step_s * 1e3:8.0f} {first[side] - step_s:9.1f} "
+              f"{gflops:10.1f} {gflops / step_s:8.1f} {100 * gflops / step_s / peak:6.1f} "
+              f"{rate[side] / rate['plain']:8.2f}")
+    print(f"  FLOPs/step counted on the traced step graphs (Conv2D + backprop ops); analytic "
+          f"3 x fwd (6 generator + 4 critic passes, fwd G {fwd_g / 1e9:.1f} + D "
+          f"{fwd_d / 1e9:.2f} GFLOP): {analytic / 1e12:.3f} TFLOP")
+    ratio = rate["ours"] / rate["plain"]
+    print(f"  config ({name}) ratio ours ({policy}, no XLA)/plain {ratio:.2f}", flush=True)
+    return ratio
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    strategy = tf.distribute.get_strategy()
+    policy = set_mixed_precision("auto", strategy)  # As monet_tf.train resolves it here.
+    keras.config.set_dtype_policy("float32")
+    names = ["a"] if FLAGS.quick else ["a", "b"]
+    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}; mixed precision "
+          f"'auto' -> {policy}, jit_compile 'auto' -> {use_xla('auto', strategy)}; configs "
+          f"{', '.join(names)}; rounds {FLAGS.rounds}, "
+          f"steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}")
+    peak = conv_rate(jit=True)
+    print(f"conv peak (float32 1x128x128x256->256 3x3, tf.function jit): {peak:.0f} GFLOP/s; "
+          f"same conv without XLA: {conv_rate(jit=False):.0f} GFLOP/s", flush=True)
+    ratios = [bench_config(name, peak, policy) for name in names]
+    print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; "
+          f"minimum is the ratio (target >= 1.3)")
+    print(f"ratio {min(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
