@@ -3,11 +3,14 @@ r"""Photos/s of monet_tf.predict against a plain loop calling the Keras generato
     PYTHONPATH=. python bench/predict.py            # resnet_9blocks, ngf 64, 100 photos, 3 repeats
     PYTHONPATH=. python bench/predict.py --quick    # 16 photos, 2 repeats
 
-Both sides start from the same JPEG files and end with 256x256 JPEGs on disk, using the same
-randomly initialised generator: the baseline is what notebooks do (decode, call the Keras model on
-one image, encode, save), monet_tf.predict is the exported SavedModel driven by its tf.data
-pipeline into an images.zip (model loading and tracing included). Repeats alternate the two;
-medians are printed and the last line is `ratio X.XX` (predict / loop, target >= 2.0).
+Every side starts from the same JPEG files and ends with 256x256 JPEGs on disk, using the same
+randomly initialised generator: the baseline is what notebooks do (decode, call the float32 Keras
+model on one image, encode, save); monet_tf.predict is an exported SavedModel driven by its tf.data
+pipeline into an images.zip (model loading and tracing included), once with a float32 export and
+once with a bfloat16 one (`python -m monet_tf.export --precision=bfloat16`). Each repeat runs every
+side, in an order that reverses every repeat; medians are printed. The last line is `ratio X.XX`:
+predict / loop with the export this machine should use (bfloat16 where the CPU computes it
+natively, else float32); target >= 2.0.
 """
 
 import os
@@ -26,6 +29,7 @@ from PIL import Image  # noqa: E402
 from monet_tf.export import export_generator  # noqa: E402
 from monet_tf.models.generators import build_generator, generator_multiple  # noqa: E402
 from monet_tf.predict import predict  # noqa: E402
+from monet_tf.strategy import cpu_has_native_bfloat16  # noqa: E402
 
 PHOTOS = "/work/shared/data/gan-getting-started/photo_jpg"
 
@@ -33,7 +37,7 @@ flags.DEFINE_string("photos", PHOTOS, "Folder of 256x256 photo JPEGs (the compet
 flags.DEFINE_integer("num_images", 100, "Photos translated per repeat.")
 flags.DEFINE_string("generator", "resnet_9blocks", "Generator name (monet_tf.models).")
 flags.DEFINE_integer("ngf", 64, "Generator width.")
-flags.DEFINE_integer("repeats", 3, "Timed repeats of each side (alternating).")
+flags.DEFINE_integer("repeats", 3, "Timed repeats of each side.")
 flags.DEFINE_integer("batch_size", 16, "monet_tf.predict batch size.")
 flags.DEFINE_bool("quick", False, "Smoke run: 16 photos, 2 repeats.")
 FLAGS = flags.FLAGS
@@ -76,29 +80,36 @@ def main(argv: list[str]) -> None:
     )
     generator = build_generator(FLAGS.generator, ngf=FLAGS.ngf, seed=0)
     generator(np.zeros((1, 256, 256, 3), np.float32), training=False)  # Build and warm up.
+    native = "bfloat16" if cpu_has_native_bfloat16() else "float32"
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = os.path.join(tmp, "photo_to_monet")
-        export_generator(generator, model_dir, multiple=generator_multiple(FLAGS.generator))
         input_dir = os.path.join(tmp, "photos")
         os.makedirs(input_dir)
         for path in files:  # Links, not copies: predict reads exactly these photos.
             os.symlink(path, os.path.join(input_dir, os.path.basename(path)))
         loop_dir = os.path.join(tmp, "loop")
         os.makedirs(loop_dir)
-        loop_times, predict_times = [], []
+        sides = {"keras loop": lambda: keras_loop(generator, files, loop_dir)}
+        for precision in ("float32", "bfloat16"):
+            model_dir = os.path.join(tmp, f"photo_to_monet_{precision}")
+            export_generator(generator, model_dir, generator_multiple(FLAGS.generator), precision)
+            zip_path = os.path.join(tmp, f"images_{precision}.zip")
+            sides[f"predict {precision}"] = (
+                lambda model_dir=model_dir, zip_path=zip_path:
+                predict_run(model_dir, input_dir, zip_path))
+        times = {side: [] for side in sides}
         for r in range(repeats):
-            loop_times.append(keras_loop(generator, files, loop_dir))
-            predict_times.append(predict_run(model_dir, input_dir, os.path.join(tmp, "images.zip")))
-            print(
-                f"repeat {r + 1}: keras loop {num_images / loop_times[-1]:.2f} photos/s, "
-                f"monet_tf.predict {num_images / predict_times[-1]:.2f} photos/s",
-                flush=True,
-            )
-    loop_rate = num_images / statistics.median(loop_times)
-    predict_rate = num_images / statistics.median(predict_times)
-    print(f"median keras loop (1 image/call): {loop_rate:.2f} photos/s")
-    print(f"median monet_tf.predict:          {predict_rate:.2f} photos/s")
-    print(f"ratio {predict_rate / loop_rate:.2f}")
+            for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                times[side].append(sides[side]())
+            print(f"repeat {r + 1}: " + ", ".join(
+                f"{side} {num_images / times[side][-1]:.2f}" for side in sides) + " photos/s",
+                flush=True)
+    rate = {side: num_images / statistics.median(seconds) for side, seconds in times.items()}
+    for side in sides:
+        print(f"median {side:17} {rate[side]:6.2f} photos/s  "
+              f"{rate[side] / rate['keras loop']:.2f}x the loop")
+    print(f"this CPU computes bfloat16 natively: {native == 'bfloat16'}; ratio uses "
+          f"predict {native}")
+    print(f"ratio {rate[f'predict {native}'] / rate['keras loop']:.2f}")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,30 @@ def test_mixed_precision_generator_is_served_in_float32(tmp_path):
     assert bfloat16_diff.max() > 1  # Otherwise this test could not tell the two apart.
 
 
+def test_bfloat16_export_matches_the_mixed_precision_keras_model(tmp_path):
+    """precision="bfloat16" serves what the generator computes under mixed_bfloat16 (to +-2 where
+    bfloat16 rounds differently in the graph),
+    from float32 weights trained in float32, and the float32 export stays float32."""
+    reference = build_generator("resnet_6blocks", ngf=8, seed=4)
+    reference(np.zeros((1, 32, 32, 3), np.float32))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_generator("resnet_6blocks", ngf=8, seed=4)
+        mixed(np.zeros((1, 32, 32, 3), np.float32))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    export_generator(reference, str(tmp_path / "bf16"), precision="bfloat16")
+    images = random_images(2, 32, 32, seed=5)
+    served = run_serving(tmp_path / "bf16", images).astype(int)
+    to_mixed = np.abs(served - keras_uint8(mixed, images))
+    to_float32 = np.abs(served - keras_uint8(reference, images))
+    assert to_mixed.max() <= 2 and to_mixed.mean() < 0.5 * to_float32.mean()  # bfloat16 ran.
+    assert reference.layers[2].compute_dtype == "float32"  # The trained model is untouched.
+    with pytest.raises(ValueError, match="--precision='float16' is not one of float32, bfloat16"):
+        export_generator(reference, str(tmp_path / "f16"), precision="float16")
+
+
 def test_re_export_replaces_a_saved_model_atomically(resnet, tmp_path):
     path = tmp_path / "model"
     export_generator(resnet, str(path))
