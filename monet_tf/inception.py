@@ -24,7 +24,6 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048

@@ -1,7 +1,9 @@
 """Small real image files and TFRecord shards for the data tests (written with PIL and TensorFlow)."""
 
 import io
+import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -90,3 +92,12 @@ def pixel_colours(batch: np.ndarray) -> list[tuple[int, int, int]]:
         assert (image == image[0, 0]).all(), "expected a solid-colour image"
         found.append(tuple(int(v) for v in image[0, 0]))
     return found
+
+
+def copy_competition_monets(shared_data: pathlib.Path, folder: pathlib.Path, n: int) -> list[str]:
+    """Copies the first n of the competition's monet_jpg files into folder; returns their names."""
+    names = sorted(os.listdir(shared_data / "monet_jpg"))[:n]
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(shared_data / "monet_jpg" / name, folder / name)
+    return names

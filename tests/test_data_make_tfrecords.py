@@ -2,7 +2,6 @@
 what the rest of the data package reads back, through the function and the CLI in a real process."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,8 @@ from monet_tf import data
 from monet_tf.data import records
 from monet_tf.data.images import to_uint8
 from monet_tf.data.make_tfrecords import write_tfrecords
-from tests.data_files import data_config, encode, gradient, read_shard, solid, write_images
+from tests.data_files import (copy_competition_monets, data_config, encode, gradient, read_shard,
+                              solid, write_images)
 
 RED, TEAL, PLUM = (220, 30, 40), (20, 160, 150), (120, 60, 110)
 
@@ -172,11 +172,8 @@ def test_cli_errors_name_the_flag_or_path(repo_root, tmp_path, case):
 
 def test_competition_jpegs_rewrite_to_the_competition_records(shared_data, tmp_path):
     """Five of the competition's monet_jpg files come back as exactly its records' bytes."""
-    names = sorted(os.listdir(shared_data / "monet_jpg"))[:5]
     folder = tmp_path / "monet_jpg"
-    folder.mkdir()
-    for name in names:
-        shutil.copy(shared_data / "monet_jpg" / name, folder / name)
+    names = copy_competition_monets(shared_data, folder, 5)
     got = stored(write_tfrecords(str(folder), str(tmp_path / "out"), "monet", 1))
     stems = {os.path.splitext(n)[0] for n in names}
     competition = {}

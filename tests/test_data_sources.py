@@ -3,7 +3,6 @@ bundled sample, TFDS), the errors for each way that goes wrong, and read_image_f
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,7 +11,8 @@ import pytest
 
 from monet_tf import data
 from monet_tf.data import sources as sources_module
-from tests.data_files import colour_shard, colours, encode, gradient, solid, write_images
+from tests.data_files import (colour_shard, colours, copy_competition_monets, encode, gradient,
+                              solid, write_images)
 
 
 def test_kaggle_layout_with_tfrecords(sample_dir):
@@ -175,11 +175,8 @@ def test_read_image_files_errors_name_the_flag(tmp_path):
 
 def test_copied_competition_jpgs_match_the_tfrecords(shared_data, tmp_path):
     """A tmp copy of a few monet_jpg files decodes to the same pixels as the same-named records."""
-    names = sorted(os.listdir(shared_data / "monet_jpg"))[:4]
     folder = tmp_path / "monet_jpg"
-    folder.mkdir()
-    for name in names:
-        shutil.copy(shared_data / "monet_jpg" / name, folder / name)
+    copy_competition_monets(shared_data, folder, 4)
     from_jpg = {n.numpy(): image.numpy() for n, image in data.read_image_files(str(folder))}
     from_records = {n.numpy(): data.decode_rgb(image_bytes).numpy() for n, image_bytes in
                     data.find_sources(str(shared_data)).monet.records() if n.numpy() in from_jpg}

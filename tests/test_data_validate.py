@@ -115,7 +115,7 @@ def test_images_under_the_minimum_size(tmp_path, monet_shard):
     shard = write_shard(tmp_path / "photo" / "p.tfrec",
                         [("ok", encode(solid(RED, 64, 64))), ("small", encode(solid(RED, 63, 90)))])
     sources = sources_for(shard, monet_shard)
-    with pytest.raises(data.DataError, match=rf"record 1 \(small\) is 90x63 px, under the minimum "
+    with pytest.raises(data.DataError, match=r"record 1 \(small\) is 90x63 px, under the minimum "
                                              r"of 64 px \(--config.data.min_image_size\)"):
         data.validate(sources)
     assert data.validate(sources, min_image_size=63).photo.count == 2

@@ -98,15 +98,23 @@ def test_unet_input_is_reflect_padded_to_its_multiple_and_cropped(tmp_path):
         assert out.shape == (n, h, w, 3) and out.dtype == np.uint8
 
 
+def float32_and_mixed_generators(seed: int = 4) -> tuple[keras.Model, keras.Model]:
+    """The same generator (same weights) built under float32 and under mixed_bfloat16."""
+    generators = []
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            generator = build_generator("resnet_6blocks", ngf=8, seed=seed)
+            generator(np.zeros((1, 32, 32, 3), np.float32))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        generators.append(generator)
+    generators[1].set_weights(generators[0].get_weights())
+    return generators[0], generators[1]
+
+
 def test_mixed_precision_generator_is_served_in_float32(tmp_path):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        mixed = build_generator("resnet_6blocks", ngf=8, seed=4)
-        mixed(np.zeros((1, 32, 32, 3), np.float32))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    reference = build_generator("resnet_6blocks", ngf=8, seed=4)
-    reference.set_weights(mixed.get_weights())
+    reference, mixed = float32_and_mixed_generators()
     export_generator(mixed, str(tmp_path / "m"))
     images = random_images(2, 32, 32, seed=5)
     float32_diff = np.abs(run_serving(tmp_path / "m", images).astype(int) - keras_uint8(reference, images))
@@ -117,17 +125,8 @@ def test_mixed_precision_generator_is_served_in_float32(tmp_path):
 
 def test_bfloat16_export_matches_the_mixed_precision_keras_model(tmp_path):
     """precision="bfloat16" serves what the generator computes under mixed_bfloat16 (to +-2 where
-    bfloat16 rounds differently in the graph),
-    from float32 weights trained in float32, and the float32 export stays float32."""
-    reference = build_generator("resnet_6blocks", ngf=8, seed=4)
-    reference(np.zeros((1, 32, 32, 3), np.float32))
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        mixed = build_generator("resnet_6blocks", ngf=8, seed=4)
-        mixed(np.zeros((1, 32, 32, 3), np.float32))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    mixed.set_weights(reference.get_weights())
+    the graph rounds bfloat16 differently) from a float32 generator, which stays float32."""
+    reference, mixed = float32_and_mixed_generators()
     export_generator(reference, str(tmp_path / "bf16"), precision="bfloat16")
     images = random_images(2, 32, 32, seed=5)
     served = run_serving(tmp_path / "bf16", images).astype(int)
