@@ -14,6 +14,7 @@ natively, else float32); target >= 2.0.
 """
 
 import os
+import pathlib
 import statistics
 import tempfile
 import time
@@ -31,9 +32,9 @@ from monet_tf.models.generators import build_generator, generator_multiple  # no
 from monet_tf.predict import predict  # noqa: E402
 from monet_tf.strategy import cpu_has_native_bfloat16  # noqa: E402
 
-PHOTOS = "/work/shared/data/gan-getting-started/photo_jpg"
+PHOTOS = pathlib.Path(__file__).resolve().parents[2] / "shared/data/gan-getting-started/photo_jpg"
 
-flags.DEFINE_string("photos", PHOTOS, "Folder of 256x256 photo JPEGs (the competition's photo_jpg).")
+flags.DEFINE_string("photos", str(PHOTOS), "Folder of 256x256 photo JPEGs (the competition's photo_jpg).")
 flags.DEFINE_integer("num_images", 100, "Photos translated per repeat.")
 flags.DEFINE_string("generator", "resnet_9blocks", "Generator name (monet_tf.models).")
 flags.DEFINE_integer("ngf", 64, "Generator width.")

@@ -230,14 +230,6 @@ class CycleGAN(keras.Model):
             optimizer.apply(grads, network.trainable_variables)
 
 
-def _mirrored_over_local_cpus(strategy) -> bool:
-    """XLA cannot address variables of a second logical CPU device (TF known issue)."""
-    if not isinstance(strategy, tf.distribute.MirroredStrategy):
-        return False
-    devices = strategy.extended.worker_devices
-    return len(devices) > 1 and all("CPU" in d.upper() for d in devices)
-
-
 def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int) -> CycleGAN:
     """The four networks, four Adam optimizers on the LinearDecay schedule, compiled and built.
 
@@ -298,7 +290,6 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int) -> CycleGA
         )
 
     jit_compile = use_xla(cfg.train.jit_compile, strategy)
-    jit_compile = jit_compile and not _mirrored_over_local_cpus(strategy)
     model.compile(
         adam("photo_to_monet_adam"),
         adam("monet_to_photo_adam"),
