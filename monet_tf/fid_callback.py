@@ -29,6 +29,12 @@ def _quantize(images: tf.Tensor) -> tf.Tensor:
                    tf.uint8)
 
 
+def _quantize_numpy(images) -> np.ndarray:
+    """_quantize on the host (JAX backend): the same rounding (half to even) and clipping."""
+    images = np.asarray(images).astype(np.float32)
+    return np.round(np.clip((images + 1.0) * 127.5, 0.0, 255.0)).astype(np.uint8)
+
+
 class MiFIDCallback(keras.callbacks.Callback):
     """Scores `model.photo_to_monet` by MiFID every `every_n_epochs` epochs.
 
@@ -37,6 +43,8 @@ class MiFIDCallback(keras.callbacks.Callback):
     monets: finite dataset of float [-1, 1] Monet images: the FID real set and the memorization
       training set; their features are computed once.
     inception_weights: "imagenet", a local weights file, or None (random: tests only).
+    strategy: TensorFlow backend: the tf.distribute strategy to score under (default: the
+      current one). JAX backend: None (the global keras.distribution is used).
     on_new_best(epoch, mifid): called when the MiFID improves on the best so far (epoch is Keras'
       0-based index), e.g. to export the generator to export/best.
     initial_best: the best MiFID so far (pass it when resuming so a worse score does not replace it).
@@ -86,7 +94,10 @@ class MiFIDCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._ready()  # Surface missing weights before the first epoch, not after it.
 
-    def _translate(self, photos: tf.Tensor) -> tf.Tensor:
+    def _translate(self, photos):
+        if keras.backend.backend() == "jax":
+            # A sharded jax.Array batch: the generator's jitted predict, quantised on the host.
+            return _quantize_numpy(self.model.photo_to_monet.predict_on_batch(photos))
         return _quantize(self.model.photo_to_monet(photos, training=False))
 
     def score(self) -> dict[str, float]:

@@ -1,4 +1,9 @@
-"""InceptionV3 pool features (2048-d) for FID/MiFID, batched and run under a tf.distribute strategy.
+"""InceptionV3 pool features (2048-d) for FID/MiFID, batched and data-parallel over the devices.
+
+Backends: on TensorFlow the batches run under a tf.distribute strategy (one tf.function step). On
+JAX (KERAS_BACKEND=jax) there is no strategy: the batches are sharded over the devices of the
+global `keras.distribution` (e.g. DataParallel; one device when none is set) and run through one
+jax.jit of the model's stateless_call. tf.data is the host input pipeline on both.
 
 Weights (`weights=` / `--inception_weights` / `cfg.eval.inception_weights`):
   * "imagenet" (or ""): Keras' ImageNet weights, from the Keras cache
@@ -144,12 +149,21 @@ def build_inception(weights: str | None = "imagenet") -> keras.Model:
     return model
 
 
-def to_inception_input(images: tf.Tensor) -> tf.Tensor:
+def _is_jax() -> bool:
+    return keras.backend.backend() == "jax"
+
+
+def to_inception_input(images):
     """uint8 [0,255] or float [-1,1] images [..,H,W,3] → float32 [..,299,299,3] in [-1,1].
 
     Bilinear resize without antialiasing (as the TF graphs used for FID do), then Keras'
     inception_v3.preprocess_input scaling (x / 127.5 − 1) for uint8 input.
+
+    TF ops for tf.Tensors (always on the TensorFlow backend; tf.data maps on JAX); keras.ops
+    (e.g. inside a jax.jit) for anything else on the JAX backend: same maths, half-pixel centres.
     """
+    if _is_jax() and not tf.is_tensor(images):
+        return _to_inception_input_keras(images)
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 127.5 - 1.0
     else:
@@ -159,31 +173,100 @@ def to_inception_input(images: tf.Tensor) -> tf.Tensor:
     return images
 
 
+def _to_inception_input_keras(images):
+    images = keras.ops.convert_to_tensor(images)
+    if keras.backend.standardize_dtype(images.dtype) == "uint8":
+        images = keras.ops.cast(images, "float32") / 127.5 - 1.0
+    else:
+        images = keras.ops.cast(images, "float32")
+    if tuple(images.shape[-3:-1]) != (INPUT_SIZE, INPUT_SIZE):
+        images = keras.ops.image.resize(images, (INPUT_SIZE, INPUT_SIZE), interpolation="bilinear",
+                                        antialias=False, data_format="channels_last")
+    return images
+
+
+def _is_keras_distribution(value) -> bool:
+    # keras.distribution exports DataParallel and ModelParallel but not their base class.
+    return hasattr(value, "device_mesh") and hasattr(value, "get_data_layout")
+
+
+def data_parallel_size(distribution=None) -> int:
+    """How many ways a keras.distribution splits the batch (JAX): the size of its batch axis
+    (all the devices for DataParallel), 1 when there is no distribution."""
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    batch_dim = getattr(distribution, "batch_dim_name", None)
+    if batch_dim in tuple(mesh.axis_names):
+        return int(mesh.shape[tuple(mesh.axis_names).index(batch_dim)])
+    return int(np.asarray(mesh.devices).size)
+
+
+def shard_batch(batch, distribution=None):
+    """A host batch [B, ...] as a jax.Array split along B over `distribution`'s batch axis
+    (B must divide evenly), or on the default device when there is no distribution."""
+    if distribution is None:
+        import jax
+
+        return jax.device_put(batch)
+    return keras.distribution.distribute_tensor(batch, distribution.get_data_layout(batch.shape))
+
+
 def _image_component(*element):
     """Datasets of images or of (name, image) pairs (as monet_tf.data.read_image_files yields)."""
     return element[-1]
 
 
 class InceptionFeatures:
-    """Computes [N, 2048] pool features of a finite set of images under `strategy`.
+    """Computes [N, 2048] pool features of a finite set of images, data-parallel.
 
-    `batch_size` is per replica; every batch is padded to the global batch size (static shapes for
-    TPU) and the padding is dropped from the result, so any N works on any number of replicas.
+    `batch_size` is per replica (per device); every batch is padded to the global batch size
+    (static shapes for TPU) and the padding is dropped from the result, so any N works on any
+    number of replicas.
+
+    TensorFlow backend: runs under `strategy` (default: the current tf.distribute strategy).
+    JAX backend: `strategy` must be None (the global keras.distribution, read here, is used: set
+    it before constructing) or a keras.distribution.Distribution to use instead; the global batch
+    is batch_size × the distribution's data-parallel size.
     """
 
     def __init__(self, weights: str | None = "imagenet", strategy: tf.distribute.Strategy | None = None,
                  batch_size: int = 32):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.strategy = strategy or tf.distribute.get_strategy()
         self.batch_size = batch_size
+        self._steps: dict = {}
+        if _is_jax():
+            if strategy is not None and not _is_keras_distribution(strategy):
+                raise ValueError(
+                    f"InceptionFeatures on the JAX backend takes no tf.distribute strategy (got "
+                    f"{type(strategy).__name__}): pass strategy=None and set the devices with "
+                    "keras.distribution.set_distribution(keras.distribution.DataParallel(...)) "
+                    "before building, or pass that Distribution itself")
+            self.strategy = None
+            self.distribution = strategy if strategy is not None else keras.distribution.distribution()
+            with self._distribution_scope():
+                self.model = build_inception(weights)
+            return
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.distribution = None
         with self.strategy.scope():
             self.model = build_inception(weights)
-        self._steps: dict = {}
+
+    @property
+    def num_replicas(self) -> int:
+        if self.strategy is None:
+            return data_parallel_size(self.distribution)
+        return self.strategy.num_replicas_in_sync
 
     @property
     def global_batch_size(self) -> int:
-        return self.batch_size * self.strategy.num_replicas_in_sync
+        return self.batch_size * self.num_replicas
+
+    def _distribution_scope(self):
+        import contextlib
+
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
 
     def _step(self, transform: Callable | None):
         if transform not in self._steps:
@@ -199,6 +282,30 @@ class InceptionFeatures:
 
             self._steps[transform] = step
         return self._steps[transform]
+
+    def _jax_step(self):
+        """One jitted function (resize + Inception), compiled once per input shape and dtype; the
+        variables are arguments, so set_weights / load_weights after this are seen."""
+        if "jax" not in self._steps:
+            import jax
+
+            model = self.model
+
+            def features(trainable, non_trainable, images):
+                outputs, _ = model.stateless_call(trainable, non_trainable, to_inception_input(images),
+                                                  training=False)
+                return outputs
+
+            self._steps["jax"] = jax.jit(features)
+        return self._steps["jax"]
+
+    def _jax_features(self, batch: np.ndarray, transform: Callable | None) -> np.ndarray:
+        images = shard_batch(batch, self.distribution)
+        if transform is not None:
+            images = shard_batch(transform(images), self.distribution)
+        features = self._jax_step()([v.value for v in self.model.trainable_variables],
+                                    [v.value for v in self.model.non_trainable_variables], images)
+        return np.asarray(features)
 
     def _batches(self, images, resize_on_host: bool) -> tuple[tf.data.Dataset, int | None]:
         if not isinstance(images, tf.data.Dataset):
@@ -218,25 +325,37 @@ class InceptionFeatures:
 
         return images.batch(size).map(pad).prefetch(tf.data.AUTOTUNE), (total if total >= 0 else None)
 
-    def __call__(self, images, transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    def _results(self, data: tf.data.Dataset, transform: Callable | None):
+        """(features [global_batch, 2048], valid [global_batch] bool) numpy pairs, per batch."""
+        if self.strategy is None:
+            with self._distribution_scope():
+                for batch, valid in data.as_numpy_iterator():
+                    yield self._jax_features(batch, transform), valid
+            return
+        step = self._step(transform)
+        for batch in self.strategy.experimental_distribute_dataset(data):
+            features, valid = step(batch)
+            yield features.numpy(), valid.numpy().astype(bool)
+
+    def __call__(self, images, transform: Callable | None = None,
                  progress: str | None = None) -> np.ndarray:
         """Features of `images`: a tf.data.Dataset (of images or (name, image); unbatched or
         batched) or an array [N,H,W,3], uint8 or float in [-1,1].
 
-        `transform` (e.g. a generator) runs per replica on each batch first; images must then be
-        of one size. `progress`: a label, shows a keras Progbar counting images.
+        `transform` (e.g. a generator) runs on each batch first; images must then be of one size.
+        TensorFlow: it runs per replica on tf.Tensors inside the step. JAX: it gets the padded
+        global batch as a jax.Array sharded over the devices and returns an array (numpy or jax;
+        uint8 or float [-1,1]); it should run jitted itself (e.g. `model.predict_on_batch`).
+        `progress`: a label, shows a keras Progbar counting images.
         """
         data, total = self._batches(images, resize_on_host=transform is None)
-        step = self._step(transform)
         bar = None
         if progress:
             print(progress)
             bar = keras.utils.Progbar(total, unit_name="image")
         chunks, seen = [], 0
-        for batch in self.strategy.experimental_distribute_dataset(data):
-            features, valid = step(batch)
-            valid = valid.numpy().astype(bool)
-            chunks.append(features.numpy()[valid])
+        for features, valid in self._results(data, transform):
+            chunks.append(features[valid])
             seen += int(valid.sum())
             if bar is not None:
                 bar.update(seen)

@@ -1,11 +1,15 @@
-"""Keras networks, losses and the CycleGAN model (no data imports: data flows into here)."""
+"""Keras networks, losses and the CycleGAN model (no data imports: data flows into here).
+
+Everything here but the TensorFlow step (`step_tensorflow`, `replica_rng`) imports without
+TensorFlow, so the models and the JAX step run on a machine with only JAX and Keras.
+"""
 
 from monet_tf.models import losses
 from monet_tf.models.critics import CRITICS, build_critic
 from monet_tf.models.cyclegan import METRICS, CycleGAN, build_cyclegan
 from monet_tf.models.diffaugment import diff_augment
 from monet_tf.models.generators import GENERATORS, build_generator, generator_multiple
-from monet_tf.models.image_pool import ImagePool, ReplicaSeedGenerator
+from monet_tf.models.image_pool import ImagePool
 from monet_tf.models.layers import ReflectionPadding2D, instance_norm
 from monet_tf.models.schedules import LinearDecay
 
@@ -14,3 +18,11 @@ __all__ = [
     "ReflectionPadding2D", "ReplicaSeedGenerator", "build_critic", "build_cyclegan",
     "build_generator", "diff_augment", "generator_multiple", "instance_norm", "losses",
 ]
+
+
+def __getattr__(name):
+    if name == "ReplicaSeedGenerator":  # TensorFlow only: imported when asked for.
+        from monet_tf.models.replica_rng import ReplicaSeedGenerator
+
+        return ReplicaSeedGenerator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,22 +1,23 @@
-"""CycleGAN as one keras.Model: two generators, two critics and the training step that updates all four.
+"""CycleGAN as one keras.Model: two generators, two critics, and the loss maths of the step.
 
 The step follows pytorch-CycleGAN (Zhu et al., 2017) and is written for TPU: static shapes, state in
 variables (image pools, RNG), losses in float32 averaged over the global batch, XLA-compilable.
+`compute_losses` is the whole algorithm in keras.ops, shared by both backends; only the gradient
+plumbing differs, in `step_tensorflow` (GradientTape, tf.distribute) and `step_jax` (one
+stateless, jitted step). This module imports without TensorFlow.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from monet_tf.models import losses
 from monet_tf.models.critics import build_critic
 from monet_tf.models.diffaugment import diff_augment, parse_policy
 from monet_tf.models.generators import build_generator, generator_multiple
-from monet_tf.models.image_pool import ImagePool, ReplicaSeedGenerator
+from monet_tf.models.image_pool import ImagePool
 from monet_tf.models.schedules import LinearDecay
-from monet_tf.strategy import use_xla
 
 METRICS = (
     "monet_gen_loss",
@@ -27,6 +28,30 @@ METRICS = (
     "monet_critic_loss",
     "photo_critic_loss",
 )
+
+
+def _on_jax() -> bool:
+    return keras.backend.backend() == "jax"
+
+
+def _step_rng(seed: int, name: str):
+    """The step's RNG: per-replica streams under tf.distribute; on JAX, one stream for the one
+    program over the global batch."""
+    if _on_jax():
+        return keras.random.SeedGenerator(seed, name=name)
+    from monet_tf.models.replica_rng import ReplicaSeedGenerator
+
+    return ReplicaSeedGenerator(seed, name=name)
+
+
+def replicas_in_sync() -> int:
+    """How many copies of the step share a global batch: TF replicas; 1 on JAX, whose step
+    sees the whole global batch however many devices it is sharded over."""
+    if _on_jax():
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 class CycleGAN(keras.Model):
@@ -57,7 +82,7 @@ class CycleGAN(keras.Model):
         shape = (self.image_size, self.image_size, 3)
         self.monet_pool = ImagePool(pool_size, shape, name="monet_pool")
         self.photo_pool = ImagePool(pool_size, shape, name="photo_pool")
-        self.rng = ReplicaSeedGenerator(seed, name="train_step_rng")
+        self.rng = _step_rng(seed, name="train_step_rng")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
         self.built = True
 
@@ -93,6 +118,9 @@ class CycleGAN(keras.Model):
         if len({id(o) for o in optimizers}) != 4:
             raise ValueError("CycleGAN.compile needs four distinct optimizers, one per network")
         if keras.config.dtype_policy().name == "mixed_float16":
+            if _on_jax():
+                raise ValueError("mixed_float16 (loss scaling) is supported on the TensorFlow "
+                                 "backend only; on JAX use mixed_bfloat16 or float32")
             optimizers = [
                 o if isinstance(o, keras.optimizers.LossScaleOptimizer)
                 else keras.optimizers.LossScaleOptimizer(o, name=f"{o.name}_loss_scale")
@@ -108,13 +136,19 @@ class CycleGAN(keras.Model):
         self.cycle_weight = float(cycle_weight)
         self.identity_weight = float(identity_weight)
         self.diffaugment = parse_policy(diffaugment)
-        # Keras' own optimizer slot holds the photo_to_monet optimizer, so model.optimizer.iterations
-        # counts training steps (used by callbacks); it is already built, so Keras builds nothing.
         for optimizer, network in zip(optimizers, self._networks()):
             if not optimizer.built:
                 optimizer.build(network.trainable_variables)
+        # Keras' own optimizer slot: model.optimizer.iterations counts training steps (callbacks,
+        # resume). On TensorFlow it holds the photo_to_monet optimizer; on JAX, whose trainer
+        # carries only `model.optimizer.variables` through the step, a group of all four.
+        keras_optimizer = self.photo_to_monet_optimizer
+        if _on_jax():
+            from monet_tf.models.step_jax import OptimizerGroup
+
+            keras_optimizer = OptimizerGroup(optimizers)
         super().compile(
-            optimizer=self.photo_to_monet_optimizer,
+            optimizer=keras_optimizer,
             steps_per_execution=steps_per_execution,
             jit_compile=jit_compile,
         )
@@ -131,114 +165,100 @@ class CycleGAN(keras.Model):
             images = diff_augment(images, self.diffaugment, seed=self.rng)
         return critic(images, training=True)
 
-    def train_step(self, data):
-        photo, monet = data
+    def compute_losses(self, photo, monet, global_batch: int) -> dict:
+        """Every loss of one step on this replica's batch, as its share of the global-batch mean.
+
+        Returns the METRICS plus `critic_total_loss`. Updates the image pools and draws from
+        self.rng (pool swaps, DiffAugment): on JAX that happens inside a StatelessScope.
+        """
         photo = ops.cast(photo, "float32")
         monet = ops.cast(monet, "float32")
         batch = photo.shape[0]
         if batch is None:
             raise ValueError("CycleGAN.train_step needs a static batch size (drop_remainder=True)")
-        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
         mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
         use_identity = self.identity_weight > 0.0
         use_pool = self.monet_pool.pool_size > 0
 
-        with tf.GradientTape(persistent=True) as tape:
-            # Batched calls: one generator pass per (network, input availability), not six.
-            inputs = ops.concatenate([photo, monet]) if use_identity else photo
-            out = self.photo_to_monet(inputs, training=True)
-            fake_monet = out[:batch]
-            inputs = [fake_monet, monet, photo] if use_identity else [fake_monet, monet]
-            out_photo = self.monet_to_photo(ops.concatenate(inputs), training=True)
-            cycled_photo, fake_photo = out_photo[:batch], out_photo[batch : 2 * batch]
-            cycled_monet = self.photo_to_monet(fake_photo, training=True)
+        # Batched calls: one generator pass per (network, input availability), not six.
+        inputs = ops.concatenate([photo, monet]) if use_identity else photo
+        out = self.photo_to_monet(inputs, training=True)
+        fake_monet = out[:batch]
+        inputs = [fake_monet, monet, photo] if use_identity else [fake_monet, monet]
+        out_photo = self.monet_to_photo(ops.concatenate(inputs), training=True)
+        cycled_photo, fake_photo = out_photo[:batch], out_photo[batch : 2 * batch]
+        cycled_monet = self.photo_to_monet(fake_photo, training=True)
 
-            def critic_terms(critic, pool, real, fake):
-                """Logits of real, (pooled) fake for the critic, and fake for the generator."""
-                if use_pool:
-                    # Two calls, not one on [real, pooled, fake]: each backward pass then covers
-                    # only the images its loss uses (10% fewer FLOPs per step).
-                    pooled = ops.stop_gradient(pool.query(ops.stop_gradient(fake), seed=self.rng))
-                    logits = self._critic(critic, ops.concatenate([real, pooled]))
-                    return logits[:batch], logits[batch:], self._critic(critic, fake)
-                # Without a pool the same fake logits serve both losses: each loss is
-                # differentiated only with respect to its own networks' variables.
-                logits = self._critic(critic, ops.concatenate([real, fake]))
-                return logits[:batch], logits[batch:], logits[batch:]
+        def critic_terms(critic, pool, real, fake):
+            """Logits of real, (pooled) fake for the critic, and fake for the generator."""
+            if use_pool:
+                # Two calls, not one on [real, pooled, fake]: each backward pass then covers
+                # only the images its loss uses (10% fewer FLOPs per step).
+                pooled = ops.stop_gradient(pool.query(ops.stop_gradient(fake), seed=self.rng))
+                logits = self._critic(critic, ops.concatenate([real, pooled]))
+                return logits[:batch], logits[batch:], self._critic(critic, fake)
+            # Without a pool the same fake logits serve both losses: each loss is
+            # differentiated only with respect to its own networks' variables.
+            logits = self._critic(critic, ops.concatenate([real, fake]))
+            return logits[:batch], logits[batch:], logits[batch:]
 
-            m_real, m_pooled, m_fake = critic_terms(self.monet_critic, self.monet_pool, monet, fake_monet)
-            p_real, p_pooled, p_fake = critic_terms(self.photo_critic, self.photo_pool, photo, fake_photo)
+        m_real, m_pooled, m_fake = critic_terms(self.monet_critic, self.monet_pool, monet, fake_monet)
+        p_real, p_pooled, p_fake = critic_terms(self.photo_critic, self.photo_pool, photo, fake_photo)
 
-            monet_gen_loss = mean(losses.generator_loss(self.gan_loss, m_fake))
-            photo_gen_loss = mean(losses.generator_loss(self.gan_loss, p_fake))
-            cycle_loss = mean(losses.l1(photo, cycled_photo) + losses.l1(monet, cycled_monet))
-            if use_identity:
-                same_monet = out[batch:]  # photo_to_monet fed a painting should leave it alone
-                same_photo = out_photo[2 * batch :]
-                identity_loss = mean(losses.l1(monet, same_monet) + losses.l1(photo, same_photo))
-            else:
-                identity_loss = ops.zeros((), "float32")
-            gen_total_loss = (
-                monet_gen_loss
-                + photo_gen_loss
-                + self.cycle_weight * cycle_loss
-                + self.identity_weight * self.cycle_weight * identity_loss
-            )
-            monet_critic_loss = mean(losses.critic_loss(self.gan_loss, m_real, m_pooled))
-            photo_critic_loss = mean(losses.critic_loss(self.gan_loss, p_real, p_pooled))
-            critic_total_loss = monet_critic_loss + photo_critic_loss
+        terms = {
+            "monet_gen_loss": mean(losses.generator_loss(self.gan_loss, m_fake)),
+            "photo_gen_loss": mean(losses.generator_loss(self.gan_loss, p_fake)),
+            "cycle_loss": mean(losses.l1(photo, cycled_photo) + losses.l1(monet, cycled_monet)),
+        }
+        if use_identity:
+            same_monet = out[batch:]  # photo_to_monet fed a painting should leave it alone
+            same_photo = out_photo[2 * batch :]
+            terms["identity_loss"] = mean(losses.l1(monet, same_monet) + losses.l1(photo, same_photo))
+        else:
+            terms["identity_loss"] = ops.zeros((), "float32")
+        terms["gen_total_loss"] = (
+            terms["monet_gen_loss"]
+            + terms["photo_gen_loss"]
+            + self.cycle_weight * terms["cycle_loss"]
+            + self.identity_weight * self.cycle_weight * terms["identity_loss"]
+        )
+        terms["monet_critic_loss"] = mean(losses.critic_loss(self.gan_loss, m_real, m_pooled))
+        terms["photo_critic_loss"] = mean(losses.critic_loss(self.gan_loss, p_real, p_pooled))
+        terms["critic_total_loss"] = terms["monet_critic_loss"] + terms["photo_critic_loss"]
+        return terms
 
-        self._apply(tape, gen_total_loss, [
-            (self.photo_to_monet, self.photo_to_monet_optimizer),
-            (self.monet_to_photo, self.monet_to_photo_optimizer),
-        ])
-        self._apply(tape, critic_total_loss, [
-            (self.monet_critic, self.monet_critic_optimizer),
-            (self.photo_critic, self.photo_critic_optimizer),
-        ])
-        del tape
+    def train_step(self, *args):
+        """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
+        if _on_jax():
+            from monet_tf.models import step_jax
 
-        values = ops.stack([
-            monet_gen_loss, photo_gen_loss, cycle_loss, identity_loss, gen_total_loss,
-            monet_critic_loss, photo_critic_loss,
-        ])
-        # Each replica holds its share of the global mean: the sum over replicas is the mean.
-        context = tf.distribute.get_replica_context()
-        if context is not None:
-            values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-        for i, name in enumerate(METRICS):
-            self.trackers[name].update_state(values[i])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+            return step_jax.train_step(self, *args)
+        from monet_tf.models import step_tensorflow
 
-    @staticmethod
-    def _apply(tape, loss, pairs):
-        """Gradients of `loss` for each (network, optimizer); one backward pass when unscaled."""
-        scaled = [isinstance(o, keras.optimizers.LossScaleOptimizer) for _, o in pairs]
-        if not any(scaled):
-            variables = [v for network, _ in pairs for v in network.trainable_variables]
-            grads = tape.gradient(loss, variables)
-            start = 0
-            for network, optimizer in pairs:
-                n = len(network.trainable_variables)
-                optimizer.apply(grads[start : start + n], network.trainable_variables)
-                start += n
-            return
-        for network, optimizer in pairs:
-            # Loss scaling as d(scale * loss) without re-recording: seed the backward pass with it.
-            scale = ops.cast(optimizer.scale_loss(ops.ones((), "float32")), "float32")
-            grads = tape.gradient(loss, network.trainable_variables, output_gradients=scale)
-            optimizer.apply(grads, network.trainable_variables)
+        return step_tensorflow.train_step(self, *args)
 
 
-def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int) -> CycleGAN:
+def _default_jit(setting) -> bool:
+    if _on_jax():
+        return str(setting).lower() != "false"
+    import tensorflow as tf
+
+    from monet_tf.strategy import use_xla
+
+    return use_xla(setting, tf.distribute.get_strategy())
+
+
+def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
+                   jit_compile: bool | None = None, replicas: int | None = None) -> CycleGAN:
     """The four networks, four Adam optimizers on the LinearDecay schedule, compiled and built.
 
-    Call under strategy.scope(). Reads cfg.model, cfg.loss, cfg.optim, cfg.train, cfg.data.image_size
+    Call under strategy.scope() on TensorFlow (on JAX, after the runtime set the distribution).
+    jit_compile None: cfg.train.jit_compile as the backend resolves it. replicas None: TF's
+    replicas in sync, or 1 on JAX (global_batch_size must be a multiple of it). Reads cfg.model, cfg.loss, cfg.optim, cfg.train, cfg.data.image_size
     and cfg.seed. After it returns, every variable (weights, optimizer slots and iterations, pools,
     RNG, metric accumulators) exists, so tf.train.Checkpoint can restore before fit().
     """
-    strategy = tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
+    replicas = replicas_in_sync() if replicas is None else replicas
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     if global_batch_size < 1 or global_batch_size % replicas:
@@ -289,7 +309,8 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int) -> CycleGA
             schedule, beta_1=cfg.optim.beta_1, beta_2=cfg.optim.beta_2, name=name
         )
 
-    jit_compile = use_xla(cfg.train.jit_compile, strategy)
+    if jit_compile is None:
+        jit_compile = _default_jit(cfg.train.jit_compile)
     model.compile(
         adam("photo_to_monet_adam"),
         adam("monet_to_photo_adam"),

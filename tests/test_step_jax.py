@@ -1,0 +1,63 @@
+"""The JAX step is the TensorFlow step's algorithm: same losses and weights from the same start,
+and on JAX the result does not depend on how many devices the global batch is sharded over.
+
+Each run is its own process (Keras picks its backend once per process): tests/step_runner.py.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RUNNER = REPO / "tests" / "step_runner.py"
+NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
+
+pytest.importorskip("jax", reason="the JAX tests need jax (pip install jax)")
+
+
+def run_steps(backend, devices, weights_dir, out, *flags):
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), backend, str(devices), str(weights_dir), str(out), *flags],
+        capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"backend {backend} devices {devices} steps 3" in result.stdout, result.stdout
+    return dict(np.load(out))
+
+
+def max_weight_difference(a, b, prefix=""):
+    keys = [k for k in a if k.split("/")[0] in NETWORKS]
+    assert keys
+    return max(float(np.max(np.abs(a[k] - b[prefix + k]))) for k in keys)
+
+
+def test_tensorflow_and_jax_steps_agree_from_the_same_weights(tmp_path):
+    tf_run = run_steps("tensorflow", 1, tmp_path / "weights", tmp_path / "tf.npz")
+    jax_run = run_steps("jax", 1, tmp_path / "weights", tmp_path / "jax.npz")
+    losses = [k for k in tf_run if k.startswith("loss/")]
+    assert len(losses) == 7
+    for key in losses:
+        np.testing.assert_allclose(jax_run[key], tf_run[key], rtol=1e-4, atol=1e-4, err_msg=key)
+    assert max_weight_difference(tf_run, jax_run) < 1e-4
+    # Both started from the saved weights and trained: the comparison is not of two copies.
+    assert max_weight_difference(tf_run, tf_run, prefix="initial/") > 1e-2
+    assert int(tf_run["iterations"]) == int(jax_run["iterations"]) == 3
+
+
+@pytest.mark.slow
+def test_two_jax_devices_equal_one_with_pools_and_diffaugment(tmp_path):
+    flags = ["--pool=1", "--diffaugment=color,translation,cutout"]
+    one = run_steps("jax", 1, tmp_path / "weights", tmp_path / "one.npz", *flags)
+    two = run_steps("jax", 2, tmp_path / "weights", tmp_path / "two.npz", *flags)
+    for key in (k for k in one if k.startswith("loss/")):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    assert max_weight_difference(one, two) < 1e-5
+    for name in NETWORKS:  # Every network moved far more than the tolerance.
+        moved = max(float(np.max(np.abs(one[k] - one[f"initial/{k}"])))
+                    for k in one if k.startswith(f"{name}/"))
+        assert moved > 100 * 1e-5, (name, moved)
