@@ -3,7 +3,8 @@
 With no flags: the small demo config on the bundled sample, on CPU, in a few minutes.
 
   python run_train.py                                   # configs/demo.py, tfrecords/sample
-  python run_train.py --strategy=tpu --config=configs/kaggle_tpu.py
+  python run_train.py --strategy=tpu --config=configs/kaggle_tpu.py   # JAX on Kaggle's TPU VMs
+  python run_train.py --backend=jax --strategy=cpu --cpu_replicas=2  # JAX over 2 host devices
   python run_train.py --strategy=gpu --config=configs/gpu.py --data_dir=/path/to/gan-getting-started
   python run_train.py --config=configs/demo.py --config.train.epochs=3 --workdir=runs/try
 
@@ -19,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from monet_tf.backend import BACKEND_HELP, BackendError, select_backend  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parent
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -26,9 +29,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True,
 )
 _STRATEGY = flags.DEFINE_enum("strategy", "cpu", ["cpu", "gpu", "tpu"], "Where to train.")
+_BACKEND = flags.DEFINE_string("backend", "auto", BACKEND_HELP)
 _TPU = flags.DEFINE_string("tpu", "local", "TPU name for --strategy=tpu ('local' on a TPU VM).")
 _CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", 1, "With --strategy=cpu: replicas over that many logical CPU devices.")
+    "cpu_replicas", 1, "With --strategy=cpu: replicas over that many logical CPU devices "
+    "(host devices on JAX).")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Kaggle-layout data folder (overrides config.data.data_dir).")
 _WORKDIR = flags.DEFINE_string(
@@ -43,9 +48,15 @@ _WANDB_RUN_NAME = flags.DEFINE_string("wandb_run_name", None, "wandb run name.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:  # Before anything imports Keras: it reads its backend once.
+        select_backend(_BACKEND.value, _STRATEGY.value, _CPU_REPLICAS.value)
+    except BackendError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     from monet_tf.checkpoints import WorkdirError
     from monet_tf.data import DataError
-    from monet_tf.strategy import StrategyError, get_strategy
+    from monet_tf.runtime import make_runtime
+    from monet_tf.strategy import StrategyError
     from monet_tf.train import TrainingDiverged, TrainingStopped, train
 
     cfg = _CONFIG.value
@@ -62,8 +73,8 @@ def main(argv):
     print(f"workdir: {os.path.abspath(workdir)}", flush=True)
 
     try:
-        strategy = get_strategy(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
-        result = train(cfg, workdir, strategy)
+        runtime = make_runtime(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
+        result = train(cfg, workdir, runtime)
     except (DataError, WorkdirError, StrategyError) as e:  # Bad input: said before any training.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -103,3 +103,22 @@ def flag_from_argv(argv: list[str], name: str, default: str) -> str:
         if arg == f"--{name}" and i + 1 < len(argv):
             return argv[i + 1]
     return default
+
+
+def select_backend_from_argv(argv: list[str], only: str | None = None) -> str:
+    """For `python -m monet_tf.X` CLIs, whose modules import Keras at the top: reads --backend
+    (and --strategy, --cpu_replicas) from argv first. `only`: the one backend the CLI can use.
+    Prints the error and exits 2 when the choice cannot be honoured."""
+    flag = flag_from_argv(argv, "backend", "auto")
+    strategy = flag_from_argv(argv, "strategy", "cpu")
+    try:
+        if only is not None:
+            if flag not in BACKENDS:
+                raise BackendError(f"--backend={flag!r} is not one of {', '.join(BACKENDS)}")
+            if flag not in ("auto", only):
+                raise BackendError(f"--backend={flag}: this command runs on {only} only")
+            flag = only
+        return select_backend(flag, strategy, int(flag_from_argv(argv, "cpu_replicas", "1")))
+    except (BackendError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

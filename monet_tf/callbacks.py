@@ -97,7 +97,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
 def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
     """Runs a generator in inference mode and returns float32 numpy in [-1, 1]."""
-    return np.asarray(generator(images, training=False), dtype=np.float32)
+    return np.asarray(generator(np.asarray(images), training=False), dtype=np.float32)
 
 
 def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.Figure:

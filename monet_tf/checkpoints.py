@@ -2,17 +2,28 @@
 
 A checkpoint holds everything the next step depends on: the four networks, the four optimizers
 (their step counts drive the learning-rate schedule), the image pools and the step's random state.
-Those all hang off the CycleGAN model, so one `tf.train.Checkpoint(model=...)` object graph covers
-them; the generators are also named at the top level so that `monet_tf.export` can restore them
-alone, without building critics or optimizers.
+
+TensorFlow runs write `tf.train.Checkpoint`s (`checkpoints/ckpt-N.index` + data): the state hangs
+off the CycleGAN model, so one object graph covers it; the generators are also named at the top
+level so that `monet_tf.export` can restore them alone.
+
+JAX runs write a folder per checkpoint, `checkpoints/ckpt-N/`: each network as a Keras
+`.weights.h5` (Keras' backend-neutral format, so TensorFlow reads the generators of a JAX run for
+export), the optimizer slots, pools and RNG in `state.npz`, and a `COMPLETE` marker written last,
+so a folder cut short by a kill is never taken for a checkpoint.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import tempfile
 
+import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 CONFIG_FILE = "config.json"
@@ -42,6 +53,11 @@ def check_workdir(workdir: str) -> None:
         raise WorkdirError(f"--workdir={workdir} cannot be written: {e}") from None
 
 
+NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
+COMPLETE = "COMPLETE"
+_FOLDER = re.compile(r"ckpt-(\d+)$")
+
+
 def training_checkpoint(model) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(
         model=model,
@@ -65,7 +81,146 @@ def checkpoint_manager(checkpoint: tf.train.Checkpoint, workdir: str,
 
 
 def latest_checkpoint(workdir: str) -> str | None:
-    return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+    """The newest checkpoint of either format: a TF prefix or a JAX run's folder."""
+    root = os.path.join(workdir, CHECKPOINT_DIR)
+    return tf.train.latest_checkpoint(root) or _latest_folder(root)
+
+
+def is_folder_checkpoint(path: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(path, COMPLETE))
+
+
+def _folders(root: str) -> list[tuple[int, str]]:
+    """Complete checkpoint folders under root, oldest first."""
+    if not tf.io.gfile.isdir(root):
+        return []
+    found = []
+    for name in tf.io.gfile.listdir(root):
+        match = _FOLDER.match(name.rstrip("/"))
+        path = os.path.join(root, name.rstrip("/"))
+        if match and is_folder_checkpoint(path):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _latest_folder(root: str) -> str | None:
+    folders = _folders(root)
+    return folders[-1][1] if folders else None
+
+
+class TensorFlowCheckpoints:
+    """tf.train.Checkpoint + CheckpointManager behind the interface train() uses."""
+
+    def __init__(self, model, workdir: str, keep: int):
+        self.checkpoint = training_checkpoint(model)
+        self.manager = checkpoint_manager(self.checkpoint, workdir, keep)
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    def restore(self, path: str) -> None:
+        if is_folder_checkpoint(path):
+            raise WorkdirError(f"{path} was written by a JAX run: resume it with --backend=jax")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+
+    def save(self, step: int) -> str:
+        return self.manager.save(checkpoint_number=step)
+
+
+def _write_weights(network: keras.Model, path: str) -> None:
+    """network.save_weights to any tf.io.gfile path (h5py writes local files only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, os.path.basename(path))
+        network.save_weights(local)
+        tf.io.gfile.copy(local, path, overwrite=True)
+
+
+def read_weights(network: keras.Model, path: str) -> None:
+    if not tf.io.gfile.exists(path):
+        raise WorkdirError(f"{path} is missing: the checkpoint is incomplete")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, os.path.basename(path))
+        tf.io.gfile.copy(path, local, overwrite=True)
+        network.load_weights(local)
+
+
+def _state_variables(model) -> dict[str, list]:
+    """What state.npz holds besides the networks: each optimizer's variables (slots, step
+    count) and the model's non-trainable variables (image pools, RNG), in a fixed order."""
+    groups = {f"optimizer/{name}": getattr(model, f"{name}_optimizer").variables
+              for name in NETWORKS}
+    groups["non_trainable"] = model.non_trainable_variables
+    return groups
+
+
+class FolderCheckpoints:
+    """JAX runs' checkpoints: one folder per step (see the module docstring)."""
+
+    def __init__(self, model, workdir: str, keep: int):
+        self.model = model
+        self.root = os.path.join(workdir, CHECKPOINT_DIR)
+        self.keep = keep
+
+    @property
+    def latest(self) -> str | None:
+        return _latest_folder(self.root)
+
+    def restore(self, path: str) -> None:
+        if not is_folder_checkpoint(path):
+            raise WorkdirError(
+                f"{path} is not a JAX run's checkpoint folder (a TensorFlow run's? resume it "
+                "with --backend=tensorflow)")
+        for name in NETWORKS:
+            read_weights(getattr(self.model, name), os.path.join(path, f"{name}.weights.h5"))
+        with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "rb") as f:
+            state = dict(np.load(io.BytesIO(f.read())))
+        for group, variables in _state_variables(self.model).items():
+            names = [str(n) for n in state.get(f"{group}/names", [])]
+            if names != [v.path for v in variables]:
+                raise WorkdirError(f"{path}: {group} holds {names}, the model has "
+                                   f"{[v.path for v in variables]}")
+            for i, variable in enumerate(variables):
+                variable.assign(state[f"{group}/{i}"])
+
+    def save(self, step: int) -> str:
+        path = os.path.join(self.root, f"ckpt-{step}")
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        tf.io.gfile.makedirs(path)
+        for name in NETWORKS:
+            _write_weights(getattr(self.model, name), os.path.join(path, f"{name}.weights.h5"))
+        arrays = {}
+        for group, variables in _state_variables(self.model).items():
+            arrays[f"{group}/names"] = np.array([v.path for v in variables])
+            for i, variable in enumerate(variables):
+                arrays[f"{group}/{i}"] = np.asarray(variable.numpy())
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "wb") as f:
+            f.write(buffer.getvalue())
+        with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
+            f.write(f"{step}\n")
+        for _, old in _folders(self.root)[: -self.keep]:
+            tf.io.gfile.rmtree(old)
+        return path
+
+
+def training_checkpoints(model, workdir: str, keep: int):
+    """The checkpoint format of the backend the model runs on."""
+    if keras.backend.backend() == "tensorflow":
+        return TensorFlowCheckpoints(model, workdir, keep)
+    return FolderCheckpoints(model, workdir, keep)
+
+
+def save_generators(model, path: str) -> str:
+    """Just the generators, as a checkpoint folder that `restore_generators` reads."""
+    tf.io.gfile.makedirs(path)
+    for name in NETWORKS[:2]:
+        _write_weights(getattr(model, name), os.path.join(path, f"{name}.weights.h5"))
+    with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
+        f.write("generators\n")
+    return path
 
 
 def save_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
@@ -99,6 +254,11 @@ def check_resumable(saved: ml_collections.ConfigDict, cfg: ml_collections.Config
         for key in RESUME_KEYS
         if _lookup(saved, key) != _lookup(cfg, key)
     ]
+    # Each backend reads its own full training state only (the networks alone are portable).
+    backends = [_lookup(c, "runtime.backend") or "tensorflow" for c in (saved, cfg)]
+    if backends[0] != backends[1]:
+        diffs.append(f"runtime.backend: checkpoint has {backends[0]!r}, this run asks for "
+                     f"{backends[1]!r} (resume with --backend={backends[0]})")
     if diffs:
         raise WorkdirError(
             f"--workdir={workdir} holds checkpoints of a run with other settings; use a new "
@@ -117,7 +277,8 @@ def restore_generators(workdir: str, checkpoint_path: str | None = None):
     path = checkpoint_path or latest_checkpoint(workdir)
     if path is None:
         raise WorkdirError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
-    if not tf.io.gfile.exists(path + ".index"):
+    folder = is_folder_checkpoint(path)
+    if not folder and not tf.io.gfile.exists(path + ".index"):
         raise WorkdirError(f"--checkpoint={path}: no such checkpoint ({path}.index is missing)")
     generators = [
         build_generator(cfg.model.generator, ngf=cfg.model.ngf, upsample=cfg.model.upsample,
@@ -125,6 +286,10 @@ def restore_generators(workdir: str, checkpoint_path: str | None = None):
                         image_size=cfg.data.image_size, model_name=name)
         for name in ("photo_to_monet", "monet_to_photo")
     ]
-    status = generators_checkpoint(*generators).restore(path)
-    status.expect_partial().assert_existing_objects_matched()
+    if folder:
+        for name, generator in zip(NETWORKS, generators):
+            read_weights(generator, os.path.join(path, f"{name}.weights.h5"))
+    else:
+        status = generators_checkpoint(*generators).restore(path)
+        status.expect_partial().assert_existing_objects_matched()
     return generators[0], generators[1], cfg

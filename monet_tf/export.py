@@ -18,9 +18,14 @@ import shutil
 import sys
 from typing import Any
 
-import keras
-import tensorflow as tf
-from absl import app, flags
+if __name__ == "__main__":  # The SavedModel is traced by TensorFlow, whatever KERAS_BACKEND says.
+    from monet_tf.backend import select_backend_from_argv
+
+    select_backend_from_argv(sys.argv, only="tensorflow")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 INPUT_NAME = "images"  # The serving signature's input argument.
 OUTPUT_KEY = "images"  # The serving signature's output key.
@@ -252,8 +257,12 @@ def main(argv: list[str]) -> None:
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Training workdir (holds config.json and checkpoints/).")
     flags.DEFINE_string("checkpoint", None,
-                        "Checkpoint prefix, e.g. W/checkpoints/ckpt-3 (default: the latest).")
+                        "Checkpoint prefix, e.g. W/checkpoints/ckpt-3, or a JAX run's checkpoint "
+                        "folder (default: the latest).")
     flags.DEFINE_string("output", None, "Export folder (default: <workdir>/export).")
+    flags.DEFINE_string("backend", "auto",
+                        "auto | tensorflow: export always runs on TensorFlow (it reads the "
+                        "checkpoints of JAX runs too).")
     flags.DEFINE_enum("precision", "float32", PRECISIONS,
                       "What the exported generators compute in: float32 runs everywhere; bfloat16 "
                       "is about 1.6x faster on TPUs and CPUs with native bfloat16 (AVX512-BF16, "

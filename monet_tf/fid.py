@@ -18,12 +18,17 @@ import os
 import sys
 import zipfile
 
-import numpy as np
-import tensorflow as tf
-from absl import app, flags, logging
+if __name__ == "__main__":  # --backend: Inception runs on TensorFlow or JAX.
+    from monet_tf.backend import select_backend_from_argv
 
-from monet_tf import metrics
-from monet_tf.inception import InceptionFeatures, InceptionWeightsError
+    select_backend_from_argv(sys.argv)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from monet_tf import metrics  # noqa: E402
+from monet_tf.inception import InceptionFeatures, InceptionWeightsError  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
@@ -181,5 +186,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("batch_size", 32, "Images per Inception call (per replica).")
     flags.DEFINE_float("memorization_threshold", metrics.MIFID_EPS,
                        "MiFID's eps: memorization distances below it divide the FID.")
+    flags.DEFINE_string("backend", "auto", "Keras backend for Inception: auto | jax | tensorflow "
+                        "(auto: KERAS_BACKEND, else tensorflow).")
     flags.mark_flags_as_required(["generated", "real"])
     app.run(main)

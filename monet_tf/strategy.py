@@ -53,7 +53,11 @@ def _tpu_strategy(tpu: str) -> tf.distribute.TPUStrategy:
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise StrategyError(f"--strategy=tpu --tpu={tpu!r}: cannot reach the TPU: {e}") from e
+        raise StrategyError(
+            f"--strategy=tpu --tpu={tpu!r}: TensorFlow cannot reach the TPU: {e}. On a TPU VM "
+            "whose TensorFlow has no TPU support (Kaggle's: tensorflow-cpu beside jax[tpu]) train "
+            "with --backend=jax; else install a TensorFlow with TPU support (tensorflow-tpu)"
+        ) from e
     return tf.distribute.TPUStrategy(resolver)
 
 

@@ -12,6 +12,9 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
+import tempfile
 
 import keras
 import ml_collections
@@ -22,7 +25,7 @@ from monet_tf import checkpoints as ckpt
 from monet_tf import data
 from monet_tf.export import GENERATORS, export_generators
 from monet_tf.models import build_cyclegan, generator_multiple
-from monet_tf.strategy import set_mixed_precision, use_xla
+from monet_tf.runtime import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
 
@@ -105,21 +108,42 @@ def _write_demo(export_dir: str, photos: tf.Tensor, out_dir: str) -> list[str]:
     return paths
 
 
+def _host_batches(dataset: tf.data.Dataset, runtime: Runtime, global_batch: int):
+    """On a multi-host JAX run each host feeds its own slice of every global batch."""
+    if runtime.backend != "jax":
+        return dataset
+    import jax
+
+    hosts = jax.process_count()
+    if hosts == 1:
+        return dataset
+    size, start = global_batch // hosts, jax.process_index() * (global_batch // hosts)
+    return dataset.map(lambda *batch: tuple(b[start : start + size] for b in batch))
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str,
-          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto",
+          runtime: Runtime | tf.distribute.Strategy | None = None, verbose: int | str = "auto",
           extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
     """Trains (or resumes) the run in `workdir` and exports its generators under `workdir/export`.
 
+    runtime: where to train (monet_tf.runtime.make_runtime); a tf.distribute strategy also works
+    on TensorFlow; None: the current strategy / JAX's first device.
     Raises TrainingStopped after SIGINT/SIGTERM (a checkpoint was saved), TrainingDiverged on a
     non-finite loss (nothing saved), and DataError / WorkdirError on bad input before training.
     """
-    strategy = strategy or tf.distribute.get_strategy()
+    if runtime is None:
+        runtime = current()
+    elif not isinstance(runtime, Runtime):
+        runtime = from_tf_strategy(runtime)
+    strategy = runtime.tf_strategy
     ckpt.check_workdir(workdir)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
-    set_mixed_precision(cfg.train.mixed_precision, strategy)
-    use_xla(cfg.train.jit_compile, strategy)  # A bad value stops here, before the data scan.
+    precision = runtime.precision(cfg.train.mixed_precision)
+    jit_compile = runtime.use_xla(cfg.train.jit_compile)  # A bad value stops here, before data.
+    print(f"{runtime.describe()}; precision {precision}; XLA {'on' if jit_compile else 'off'}",
+          flush=True)
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
     print(sources.describe(), flush=True)
@@ -127,27 +151,28 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                            skip_bad_records=cfg.data.skip_bad_records,
                            heldout_fraction=cfg.data.heldout_fraction)
     print(report.describe(), flush=True)
-    global_batch = cfg.train.batch_size * strategy.num_replicas_in_sync
+    global_batch = cfg.train.batch_size * runtime.replicas
     steps = data.steps_per_epoch(report, cfg.data, global_batch)
 
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     cfg.data.steps_per_epoch = steps
-    cfg.train.replicas = strategy.num_replicas_in_sync
+    cfg.train.replicas = runtime.replicas
     cfg.train.global_batch_size = global_batch
+    cfg.runtime = {**runtime.as_config(), "precision": precision, "jit_compile": jit_compile}
     total_epochs = cfg.train.epochs + cfg.train.decay_epochs
     if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
 
-    with strategy.scope():
-        model = build_cyclegan(cfg, steps_per_epoch=steps, global_batch_size=global_batch)
-    checkpoint = ckpt.training_checkpoint(model)
-    manager = ckpt.checkpoint_manager(checkpoint, workdir, cfg.train.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    with runtime.scope():
+        model = build_cyclegan(cfg, steps_per_epoch=steps, global_batch_size=global_batch,
+                               jit_compile=jit_compile, replicas=runtime.replicas)
+    manager = ckpt.training_checkpoints(model, workdir, cfg.train.keep_checkpoints)
+    if manager.latest:
+        manager.restore(manager.latest)
     step = global_step(model)
     start_epoch, offset = divmod(step, steps)
     if step:
-        print(f"Resuming from {manager.latest_checkpoint}: epoch {start_epoch + 1}, "
+        print(f"Resuming from {manager.latest}: epoch {start_epoch + 1}, "
               f"step {offset} of {steps}.", flush=True)
     ckpt.save_config(cfg, workdir)
     metrics_csv = os.path.join(workdir, METRICS_CSV)
@@ -179,8 +204,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     stop.install()
     try:
         for epoch in range(start_epoch, total_epochs):
-            epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
-                                            seed=epoch_seed(cfg.seed, epoch))
+            epoch_data = _host_batches(
+                data.train_dataset(sources, report, cfg.data, global_batch,
+                                   seed=epoch_seed(cfg.seed, epoch)), runtime, global_batch)
             todo = steps - offset
             result = model.fit(epoch_data.skip(offset), initial_epoch=epoch, epochs=epoch + 1,
                                steps_per_epoch=todo, callbacks=callbacks, verbose=verbose,
@@ -190,13 +216,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 bad_epoch, batch, name, value = guard.bad
                 raise TrainingDiverged(
                     f"{name} became {value} at epoch {bad_epoch + 1}, batch {batch + 1}; stopped "
-                    f"without saving. Last good checkpoint: {manager.latest_checkpoint or 'none'}. "
+                    f"without saving. Last good checkpoint: {manager.latest or 'none'}. "
                     "Lower the learning rate or check the data."
                 )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             if stop.requested:
-                path = manager.save(checkpoint_number=global_step(model))
+                path = manager.save(global_step(model))
                 raise TrainingStopped(
                     f"{stop.signal_name}: saved {path} at step {global_step(model)}; "
                     "rerun the same command to resume.",
@@ -204,13 +230,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 )
             done = epoch + 1
             if done % cfg.train.checkpoint_every == 0 or done == total_epochs:
-                manager.save(checkpoint_number=global_step(model))
+                manager.save(global_step(model))
     finally:
         stop.uninstall()
         if wandb_run is not None:
             wandb_run.finish()
 
-    export_dir = export_all(model, cfg, os.path.join(workdir, "export"))
+    export_dir = export_all(model, cfg, os.path.join(workdir, "export"), workdir)
     _write_demo(os.path.join(export_dir, "photo_to_monet"),
                 _first_batch(data.heldout_photos(sources, report, cfg.data, cfg.train.demo_images),
                              cfg.train.demo_images),
@@ -218,9 +244,25 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     return TrainResult(workdir, total_epochs, export_dir, history)
 
 
-def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str) -> str:
-    return export_generators({name: getattr(model, name) for name in GENERATORS}, export_dir,
-                             multiple=generator_multiple(cfg.model.generator))
+def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: str) -> str:
+    """Both generators as uint8 SavedModels. A SavedModel is traced by TensorFlow, so a JAX
+    run hands its generators' weights to `python -m monet_tf.export` on the TensorFlow backend
+    in a subprocess (on the CPU, leaving the accelerator to this process)."""
+    if keras.backend.backend() == "tensorflow":
+        return export_generators({name: getattr(model, name) for name in GENERATORS},
+                                 export_dir, multiple=generator_multiple(cfg.model.generator))
+    with tempfile.TemporaryDirectory(prefix="monet_tf_export_") as tmp:
+        weights = ckpt.save_generators(model, os.path.join(tmp, "generators"))
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1",
+               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env.pop("XLA_FLAGS", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "monet_tf.export", f"--workdir={workdir}",
+             f"--checkpoint={weights}", f"--output={export_dir}", "--backend=tensorflow"],
+            capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"exporting the generators failed:\n{result.stderr[-3000:]}")
+    return export_dir
 
 
 def _score_callbacks(cfg, sources, report, model, workdir,
@@ -238,7 +280,7 @@ def _score_callbacks(cfg, sources, report, model, workdir,
             best = json.load(f)["mifid"]
 
     def on_new_best(epoch: int, mifid: float) -> None:
-        export_all(model, cfg, best_dir)
+        export_all(model, cfg, best_dir, workdir)
         with tf.io.gfile.GFile(score_file, "w") as f:
             json.dump({"epoch": epoch + 1, "mifid": mifid}, f)
 
