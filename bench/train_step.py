@@ -1,16 +1,32 @@
-r"""Image pairs/s of the CycleGAN training step: monet_tf's against a plain keras.io-style step.
+r"""Image pairs/s of the CycleGAN training step: monet_tf's against a plain keras.io-style step,
+or (--backend=jax) monet_tf's step on Keras' JAX backend against the same step on TensorFlow.
 
     python bench/train_step.py               # (a) 128 px ngf 32 resnet_6blocks, (b) 256 px ngf 64 resnet_9blocks
     python bench/train_step.py --quick       # (a) only
     python bench/train_step.py --rounds=3 --steps=2
+    python bench/train_step.py --backend=jax --quick --rounds=2     # JAX step vs TensorFlow step
+    python bench/train_step.py --backend=jax --quick --image_size=64 --steps=1 --rounds=2
 
-Every side trains the same architecture on the same fixed random (photo, monet) batch of 1 held in
-memory, on this machine's CPU:
+Flags beside --quick, --rounds, --steps, --block_seconds and --seed:
+  --backend=tensorflow|jax  tensorflow (default): the sides below. jax: two sides, "tensorflow"
+                            (ours, as below) and "jax" (bench/step_jax.py), see "--backend=jax".
+  --batch=B                 batch per device (one device here), default 1.
+  --precision=auto|float32|mixed_bfloat16   the dtype policy of "ours" (default auto: as training
+                            resolves train.mixed_precision "auto", per backend: on TensorFlow
+                            mixed_bfloat16 on a CPU with native bfloat16, else float32; on JAX
+                            mixed_bfloat16 on TPU and GPUs of compute capability >= 8, else
+                            float32, so on a CPU host the two sides may differ: pass float32 to
+                            compare like with like).
+  --image_size=N, --generator=NAME, --ngf=N   override these fields of every config run (e.g.
+                            --quick --image_size=64 for a short check).
+
+Every side trains the same architecture on the same fixed random (photo, monet) batch (of --batch
+pairs) held in memory, on this machine's CPU:
 
 - ours: `build_cyclegan(base_config() + overrides)` exactly as monet_tf.train builds it on this
   machine: default strategy, train.mixed_precision "auto" (mixed_bfloat16 on a CPU with native
-  bfloat16, else float32), train.jit_compile "auto" (no XLA on a CPU-only host), pool 50, lsgan,
-  identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as `model.fit` drives it:
+  bfloat16, else float32; or --precision), train.jit_compile "auto" (no XLA on a CPU-only host),
+  pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as `model.fit` drives it:
   its `train_function` called on an iterator of a repeated in-memory tf.data dataset.
 - ours float32, ours float32 + XLA: the same step with mixed_precision=float32, and with
   jit_compile=true as well, to show where the difference comes from.
@@ -34,12 +50,29 @@ The convolution peak is measured in the same run: a float32 1x128x128x256 -> 256
 tf.function(jit_compile=True), median GFLOP/s (the same conv without XLA is printed too).
 
 The last line is `ratio X.XX`: the smallest ours/plain pairs/s ratio over the configs run.
+
+--backend=jax: Keras picks one backend per process, so the JAX step runs in a worker process,
+`bench/step_jax.py --serve` (no TensorFlow there), started per config with the same config, seed,
+--batch and --precision: the same initial weights (NumPy draws them from the seed on both
+backends) and the same batch. It builds `build_cyclegan(..., jit_compile=True)` and drives
+`model.train_function(state, iterator)` as Keras' JAX fit does, then answers "run N" with the
+seconds N steps took (jax.block_until_ready). The sides are timed alternately, as above; the
+first-step gen_total_loss of both is printed (equal within float32 rounding when the policies
+match). Per side: pairs/s, ms/step, first call (trace + compile + 1 step, s), GFLOP/step
+(tensorflow: the conv count above; jax: XLA's cost analysis of the compiled step, all ops),
+GFLOP/s and % of peak: the nominal dense peak of a known accelerator, else the faster of the
+measured convs (TensorFlow XLA float32 here, and the worker's JAX conv in the step's compute
+dtype). The last line is `ratio X.XX`: the smallest jax/tensorflow pairs/s ratio over the configs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,7 +92,9 @@ CONFIGS = {  # name: (image_size, generator, ngf)
     "a": (128, "resnet_6blocks", 32),
     "b": (256, "resnet_9blocks", 64),
 }
-BATCH = 1
+BATCH = 1  # --batch, set in main()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(REPO, "bench", "step_jax.py")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 flags.DEFINE_bool("quick", False, "Run config (a) only.")
@@ -67,6 +102,14 @@ flags.DEFINE_integer("rounds", 5, "Timed rounds (each one block of every side)."
 flags.DEFINE_integer("steps", 0, "Steps per timing block; 0: sized to --block_seconds.")
 flags.DEFINE_float("block_seconds", 6.0, "Target length of a timing block when --steps=0.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch and the networks.")
+flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"],
+                  "tensorflow: ours vs plain; jax: the JAX step (a worker process) vs ours on TF.")
+flags.DEFINE_integer("batch", 1, "Batch per device.", lower_bound=1)
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                  "Dtype policy of ours (and of the JAX step); auto as training resolves it.")
+flags.DEFINE_integer("image_size", 0, "Override every config's image size (0: keep).")
+flags.DEFINE_string("generator", "", "Override every config's generator (empty: keep).")
+flags.DEFINE_integer("ngf", 0, "Override every config's ngf (0: keep).")
 FLAGS = flags.FLAGS
 
 
@@ -222,15 +265,25 @@ def timed(run, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def bench_config(name: str, peak: float, policy: str) -> float:
+def config_shape(name: str) -> tuple[int, str, int]:
+    """CONFIGS[name] with the --image_size / --generator / --ngf overrides."""
     size, generator, ngf = CONFIGS[name]
-    cfg = project_config(size, generator, ngf)
+    return (FLAGS.image_size or size, FLAGS.generator or generator, FLAGS.ngf or ngf)
+
+
+def fixed_batch(size: int):
+    """The (photo, monet) batch every side trains on (the JAX worker draws the same one)."""
     rng = np.random.default_rng(FLAGS.seed)
-    photo, monet = (tf.constant(rng.uniform(-1, 1, (BATCH, size, size, 3)).astype(np.float32))
-                    for _ in range(2))
+    return tuple(tf.constant(rng.uniform(-1, 1, (BATCH, size, size, 3)).astype(np.float32))
+                 for _ in range(2))
+
+
+def bench_config(name: str, peak: float, policy: str) -> float:
+    size, generator, ngf = config_shape(name)
+    cfg = project_config(size, generator, ngf)
+    photo, monet = fixed_batch(size)
     print(f"\n== config ({name}): {size} px, {generator}, ngf {ngf}, ndf {cfg.model.ndf}, "
           f"batch {BATCH}", flush=True)
-
     builds = {"ours": build_ours(cfg, photo, monet, policy)}
     if policy != "float32":
         builds["ours float32"] = build_ours(cfg, photo, monet, "float32")
@@ -279,22 +332,156 @@ def bench_config(name: str, peak: float, policy: str) -> float:
     return ratio
 
 
+# ------------------------------------------------------------------------------ --backend=jax
+class JaxWorker:
+    """bench/step_jax.py --serve in its own process (Keras' JAX backend, no TensorFlow)."""
+
+    def __init__(self, size: int, generator: str, ngf: int, platform: str):
+        cmd = [sys.executable, WORKER, "--serve", "--image_size", str(size), "--generator",
+               generator, "--ngf", str(ngf), "--batch", str(BATCH), "--precision",
+               FLAGS.precision, "--seed", str(FLAGS.seed), "--devices", "1"]
+        if platform:
+            cmd += ["--platform", platform]
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Share a GPU with TensorFlow.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, bufsize=1, env=env)
+        self.info = self._reply()
+        if not self.info.get("ready"):
+            raise RuntimeError(f"JAX worker: unexpected first line {self.info}")
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            raise RuntimeError(f"JAX worker exited (rc {self.proc.wait()}):\n"
+                               + self.log.read()[-6000:])
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"JAX worker: {reply['error']}")
+        return reply
+
+    def run(self, steps: int) -> float:
+        """Seconds that `steps` steps took, measured in the worker (until block_until_ready)."""
+        self.proc.stdin.write(f"run {steps}\n")
+        self.proc.stdin.flush()
+        return self._reply()["seconds"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def bench_config_jax(name: str, tf_peak: float, policy: str) -> float:
+    """The JAX step (worker process) against ours on TensorFlow: same config, seed and batch."""
+    size, generator, ngf = config_shape(name)
+    cfg = project_config(size, generator, ngf)
+    photo, monet = fixed_batch(size)
+    print(f"\n== config ({name}): {size} px, {generator}, ngf {ngf}, ndf {cfg.model.ndf}, "
+          f"batch {BATCH}", flush=True)
+    # The worker builds, compiles and runs its first step while this process waits, and the
+    # other way round below: the two never compete for the cores.
+    platform = "" if tf.config.list_physical_devices("GPU") else "cpu"
+    worker = JaxWorker(size, generator, ngf, platform)
+    try:
+        info = worker.info
+        print(f"  jax worker: JAX {info['jax']}, {info['devices']} x {info['device_kind']}, "
+              f"policy {info['policy']}; conv {info['conv_peak_what']}: "
+              f"{info['conv_peak_flops'] / 1e9:.0f} GFLOP/s", flush=True)
+        model, tf_run, graph = build_ours(cfg, photo, monet, policy)
+        tf_flops, nested = conv_flops(graph)
+        if nested:
+            print(f"  warning: the tensorflow graph has {len(nested)} nested function calls "
+                  "(not counted)")
+        start = time.perf_counter()
+        tf_loss = tf_run(1)
+        first = {"tensorflow": time.perf_counter() - start, "jax": info["first_call_s"]}
+        flops = {"tensorflow": tf_flops, "jax": info["flops"] or float("nan")}
+        policies = {"tensorflow": policy, "jax": info["policy"]}
+        sides = {"tensorflow": lambda steps: timed(tf_run, steps), "jax": worker.run}
+        for side in sides:
+            print(f"  {side}: first call (trace + compile + 1 step) {first[side]:.1f} s",
+                  flush=True)
+        print(f"  first-step gen_total_loss: tensorflow {tf_loss:.5f}, jax {info['loss']:.5f}"
+              + ("" if policy == info["policy"] else " (different policies)"), flush=True)
+
+        probe = {side: run(1) for side, run in sides.items()}
+        steps = FLAGS.steps or max(1, round(FLAGS.block_seconds / max(probe.values())))
+        print(f"  {FLAGS.rounds} rounds x {steps} steps per side", flush=True)
+        times = {side: [] for side in sides}
+        for r in range(FLAGS.rounds):
+            for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                times[side].append(sides[side](steps))
+            print(f"  round {r + 1}: " + ", ".join(f"{side} {BATCH * steps / times[side][-1]:.3f}"
+                                                   for side in sides) + " pairs/s", flush=True)
+    finally:
+        worker.close()
+
+    if info.get("nominal_peak_flops"):
+        peak = info["nominal_peak_flops"] * info["devices"]
+        peak_what = f"nominal {info['nominal_peak_what']}"
+    else:
+        peak = max(tf_peak * 1e9, info["conv_peak_flops"])  # FLOP/s
+        peak_what = ("measured conv: the faster of TensorFlow XLA float32 "
+                     f"({tf_peak:.0f}) and JAX {info['conv_peak_what']} "
+                     f"({info['conv_peak_flops'] / 1e9:.0f} GFLOP/s)")
+    print(f"  {'':10} {'policy':>14} {'pairs/s':>8} {'ms/step':>8} {'first s':>8} "
+          f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>6} {'vs tf':>6}")
+    rate = {side: BATCH * steps / statistics.median(times[side]) for side in sides}
+    for side in sides:
+        step_s = BATCH / rate[side]
+        gflops = flops[side] / 1e9
+        print(f"  {side:10} {policies[side]:>14} {rate[side]:8.3f} {step_s * 1e3:8.0f} "
+              f"{first[side]:8.1f} {gflops:10.1f} {gflops / step_s:8.1f} "
+              f"{100 * gflops / step_s / (peak / 1e9):6.1f} "
+              f"{rate[side] / rate['tensorflow']:6.2f}")
+    print(f"  GFLOP/step: tensorflow the Conv2D + backprop ops of its traced step graph, jax "
+          f"XLA's cost analysis of its compiled step (all ops); % peak of {peak / 1e9:.0f} "
+          f"GFLOP/s ({peak_what})")
+    ratio = rate["jax"] / rate["tensorflow"]
+    print(f"  config ({name}) ratio jax ({info['policy']})/tensorflow ({policy}, no XLA) "
+          f"{ratio:.2f}", flush=True)
+    return ratio
+
+
 def main(argv: list[str]) -> None:
     del argv
+    global BATCH
+    BATCH = FLAGS.batch
+    on_jax = FLAGS.backend == "jax"
+    if on_jax:  # Leave GPU memory to the JAX worker's process as well.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
     strategy = tf.distribute.get_strategy()
-    policy = set_mixed_precision("auto", strategy)  # As monet_tf.train resolves it here.
+    # As monet_tf.train resolves train.mixed_precision here.
+    policy = set_mixed_precision(FLAGS.precision, strategy)
     keras.config.set_dtype_policy("float32")
     names = ["a"] if FLAGS.quick else ["a", "b"]
-    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}; mixed precision "
-          f"'auto' -> {policy}, jit_compile 'auto' -> {use_xla('auto', strategy)}; configs "
-          f"{', '.join(names)}; rounds {FLAGS.rounds}, "
-          f"steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}")
+    shown = [f"({n}) {s} px {g} ngf {f}" for n, (s, g, f) in zip(names, map(config_shape, names))]
+    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}; backend "
+          f"{FLAGS.backend}; mixed precision '{FLAGS.precision}' -> {policy}, jit_compile 'auto' "
+          f"-> {use_xla('auto', strategy)}; configs {', '.join(shown)}; batch {BATCH}; rounds "
+          f"{FLAGS.rounds}, steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}")
     peak = conv_rate(jit=True)
     print(f"conv peak (float32 1x128x128x256->256 3x3, tf.function jit): {peak:.0f} GFLOP/s; "
           f"same conv without XLA: {conv_rate(jit=False):.0f} GFLOP/s", flush=True)
-    ratios = [bench_config(name, peak, policy) for name in names]
-    print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; "
-          f"minimum is the ratio (target >= 1.3)")
+    if on_jax:
+        ratios = [bench_config_jax(name, peak, policy) for name in names]
+        print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; "
+              f"the minimum (jax/tensorflow pairs/s) is the ratio")
+    else:
+        ratios = [bench_config(name, peak, policy) for name in names]
+        print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; "
+              f"minimum is the ratio (target >= 1.3)")
     print(f"ratio {min(ratios):.2f}")
 
 

@@ -47,7 +47,10 @@ def jax_has_tpu() -> bool:
 
 
 def jax_installed() -> bool:
-    return importlib.util.find_spec("jax") is not None
+    try:
+        return importlib.util.find_spec("jax") is not None
+    except (ImportError, ValueError):  # A None entry in sys.modules blocks it.
+        return False
 
 
 def choose_backend(flag: str = "auto", strategy: str = "cpu", environ=None,
@@ -92,6 +95,13 @@ def select_backend(flag: str = "auto", strategy: str = "cpu", cpu_replicas: int 
             flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
                      if not f.startswith(_FORCE_DEVICES)]
             os.environ["XLA_FLAGS"] = " ".join([*flags, f"{_FORCE_DEVICES}={cpu_replicas}"])
+    if name == "jax":
+        try:  # After the flags above: JAX reads them when it is first imported.
+            import jax  # noqa: F401
+        except ImportError as err:
+            raise BackendError(f"--backend=jax but JAX cannot be imported ({err}): pip install "
+                               "jax (CPU), 'jax[cuda12]' (GPU) or 'jax[tpu]' (TPU), or use "
+                               "--backend=tensorflow") from None
     return name
 
 

@@ -176,12 +176,15 @@ class FolderCheckpoints:
         with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "rb") as f:
             state = dict(np.load(io.BytesIO(f.read())))
         for group, variables in _state_variables(self.model).items():
-            names = [str(n) for n in state.get(f"{group}/names", [])]
-            if names != [v.path for v in variables]:
-                raise WorkdirError(f"{path}: {group} holds {names}, the model has "
-                                   f"{[v.path for v in variables]}")
-            for i, variable in enumerate(variables):
-                variable.assign(state[f"{group}/{i}"])
+            # By position: variable paths hold Keras' auto-numbered layer names, which differ
+            # from process to process; shapes must match one for one.
+            saved = [state[f"{group}/{i}"] for i in range(len(state.get(f"{group}/names", [])))]
+            shapes = [tuple(a.shape) for a in saved]
+            if shapes != [tuple(v.shape) for v in variables]:
+                raise WorkdirError(f"{path}: {group} holds {len(saved)} arrays of shapes {shapes}, "
+                                   f"the model needs {[tuple(v.shape) for v in variables]}")
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
 
     def save(self, step: int) -> str:
         path = os.path.join(self.root, f"ckpt-{step}")

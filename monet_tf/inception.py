@@ -133,7 +133,9 @@ def build_inception(weights: str | None = "imagenet") -> keras.Model:
     """InceptionV3 without its classifier, global-average pooled: [B,299,299,3] in [-1,1] → [B,2048].
 
     Always float32 (the global mixed-precision policy is ignored) so scores do not depend on it.
-    Call under `strategy.scope()` to place the variables for a strategy.
+    Call under `strategy.scope()` to place the variables for a strategy (TensorFlow); on JAX they
+    are placed by the keras.distribution in effect (replicated under DataParallel). On JAX the
+    first build in a process is slow on CPU (~25 s: each random initialiser compiles per shape).
     """
     path = resolve_weights(weights)
     policy = keras.config.dtype_policy()
@@ -285,7 +287,8 @@ class InceptionFeatures:
 
     def _jax_step(self):
         """One jitted function (resize + Inception), compiled once per input shape and dtype; the
-        variables are arguments, so set_weights / load_weights after this are seen."""
+        variables are arguments, so set_weights / load_weights after this are seen. The features
+        come back replicated (a small all-gather), readable from every device's host."""
         if "jax" not in self._steps:
             import jax
 
@@ -296,7 +299,11 @@ class InceptionFeatures:
                                                   training=False)
                 return outputs
 
-            self._steps["jax"] = jax.jit(features)
+            replicated = None
+            if self.distribution is not None:
+                replicated = keras.distribution.TensorLayout(
+                    [None, None], self.distribution.device_mesh).backend_layout
+            self._steps["jax"] = jax.jit(features, out_shardings=replicated)
         return self._steps["jax"]
 
     def _jax_features(self, batch: np.ndarray, transform: Callable | None) -> np.ndarray:

@@ -47,22 +47,25 @@ def run(tmp_path_factory):
     }
     np.savez(out / "inputs.npz", **inputs)
     # Started first: its initial InceptionV3 build (~25 s of compiles) overlaps the TF side below.
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "jax_inception_worker.py"), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(out / "jax_cache"), cwd=REPO)
-    try:
-        keras.utils.set_random_seed(0)
-        tf_features = inception.InceptionFeatures(None, batch_size=BATCH)
-        staging = out / "staging.weights.h5"
-        tf_features.model.save_weights(str(staging))
-        os.replace(staging, out / "inc.weights.h5")  # the worker waits for this name
-        expected = tf_features(inputs["images"])
-        _, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr[-5000:]
+    # Its output goes to a file: a pipe nobody reads while the TF side runs could fill and block it.
+    log_path = out / "worker.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "jax_inception_worker.py"),
+                                 str(out)], stdout=log, stderr=subprocess.STDOUT,
+                                env=_env(out / "jax_cache"), cwd=REPO)
+        try:
+            keras.utils.set_random_seed(0)
+            tf_features = inception.InceptionFeatures(None, batch_size=BATCH)
+            staging = out / "staging.weights.h5"
+            tf_features.model.save_weights(str(staging))
+            os.replace(staging, out / "inc.weights.h5")  # the worker waits for this name
+            expected = tf_features(inputs["images"])
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, log_path.read_text()[-5000:]
     results = dict(np.load(out / "results.npz"))
     info = json.loads((out / "results.json").read_text())
     return {"tf": expected, "jax": results, "info": info}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -26,12 +27,31 @@ class ReflectionPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable(package="monet_tf")
+class SeededNormal(keras.initializers.Initializer):
+    """N(mean, stddev) drawn by NumPy from an int seed: the same weights on every backend.
+
+    (Keras' RandomNormal draws with the backend's RNG, so TensorFlow and JAX start from different
+    weights, and on JAX each new weight shape costs an XLA compilation.)
+    """
+
+    def __init__(self, seed: int, mean: float = 0.0, stddev: float = 0.02):
+        self.seed, self.mean, self.stddev = int(seed), float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=None):
+        values = np.random.default_rng(self.seed).normal(self.mean, self.stddev, tuple(shape))
+        return ops.convert_to_tensor(values, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
+
+
 class Initializers:
     """Hands out N(0, 0.02) initializers, one distinct seed per layer.
 
-    An int-seeded Keras initializer returns the same values on every call, so layers of the same
-    shape would start identical; counting seeds keeps every weight different yet reproducible.
-    `seed=None` draws from Keras' global seed instead.
+    A seeded initializer returns the same values on every call, so layers of the same shape
+    would start identical; counting seeds keeps every weight different yet reproducible, and
+    the same on TensorFlow and JAX. `seed=None` draws from Keras' global seed instead.
     """
 
     def __init__(self, seed: int | None = None, stddev: float = 0.02):
@@ -40,11 +60,11 @@ class Initializers:
         self._count = 0
 
     def __call__(self) -> keras.initializers.Initializer:
-        seed = None
-        if self.seed is not None:
-            seed = (self.seed * 7919 + self._count) % (2**31 - 1)
-            self._count += 1
-        return keras.initializers.RandomNormal(mean=0.0, stddev=self.stddev, seed=seed)
+        if self.seed is None:
+            return keras.initializers.RandomNormal(mean=0.0, stddev=self.stddev)
+        seed = (self.seed * 7919 + self._count) % (2**31 - 1)
+        self._count += 1
+        return SeededNormal(seed, stddev=self.stddev)
 
 
 def instance_norm(epsilon: float = 1e-5, name: str | None = None) -> keras.layers.Layer:

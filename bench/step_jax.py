@@ -1,0 +1,340 @@
+r"""Image pairs/s of monet_tf's CycleGAN training step on Keras' JAX backend (no TensorFlow needed).
+
+    python bench/step_jax.py --image_size 256 --generator resnet_9blocks --ngf 64 --batch 8 \
+        --precision mixed_bfloat16 --rounds 5              # on an accelerator machine
+    python bench/step_jax.py --platform cpu --image_size 32 --ngf 8 --rounds 1 --steps 1
+    python bench/step_jax.py --serve ...                   # worker of bench/train_step.py
+
+Imports neither TensorFlow nor monet_tf.runtime: it runs where only JAX, Keras and this repo are
+installed (e.g. a `pip install --target` folder on PYTHONPATH). The model is
+`build_cyclegan(base_config() + --image_size/--generator/--ngf/--seed)` with jit on, exactly the
+networks bench/train_step.py's TensorFlow side builds from the same seed (NumPy draws the initial
+weights on both backends). The step is driven as Keras' JAX `fit` drives it, without tf.data:
+`model.make_train_function()`, the state lists (trainable, non-trainable, optimizer, metric
+values) threaded through `model.train_function(state, iterator)` call after call, on one fixed
+random (photo, monet) batch held on the device(s).
+
+Flags:
+  --image_size N, --generator NAME, --ngf N   the network (default 128, resnet_6blocks, 32)
+  --batch B          per device; the global batch is B x devices (default 1)
+  --devices N        first N local devices of --platform; 0: all of them. N > 1 shards the batch
+                     with keras.distribution.DataParallel (one SPMD program). On a CPU host
+                     with --platform cpu, N > 1 asks XLA for N host devices.
+  --platform P       cpu | gpu | tpu; default: JAX's default backend
+  --precision P      auto | float32 | mixed_bfloat16. auto: as monet_tf.runtime resolves it on
+                     JAX: mixed_bfloat16 on TPU and on GPUs of compute capability >= 8, else
+                     float32
+  --rounds R, --steps S, --block_seconds T   R timed blocks of S steps (S=0: sized to ~T s)
+  --seed N           seed of the networks and the batch (default 0)
+  --serve            worker mode, below
+
+Reported: first call (trace + XLA compile + one step, s), pairs/s per round and the median,
+ms/step, GFLOP/step, GFLOP/s and % of peak. GFLOP/step is XLA's own count of the compiled step
+(`jit(...).lower(...).compile().cost_analysis()["flops"]`: every op of the optimized program,
+convolutions being > 99 %; summed over devices). Peak: a large 3x3 SAME convolution
+(N x 128 x 128 x 256 -> 256, N = 1 on CPU, 32 on an accelerator, in the step's compute dtype)
+is timed on the first device in the same run; % of peak is of the nominal dense bf16/fp16 peak
+(x devices) for known accelerators (H100/H200 SXM 989 TFLOP/s, A100 312, L4 121, T4 65 fp16,
+TPU v5e 197, v3 123 per chip = 61.5 per core/device), else of that measured convolution.
+
+--serve: prints one JSON line on stdout when ready ({"ready": true, "first_call_s", "flops",
+"conv_peak_flops", "nominal_peak_flops", "device_kind", "devices", "policy", "loss", ...}), then
+reads commands from stdin: "run N" runs N steps, waits for them (jax.block_until_ready) and
+prints {"steps": N, "seconds": S, "loss": L}; "quit" (or end of input) exits. Everything else
+the process prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_REPO, "monet_tf")) and _REPO not in sys.path:
+    sys.path.append(_REPO)  # Run from a checkout; an installed monet_tf comes first.
+
+# Nominal dense peak per JAX device: (substrings of device_kind, FLOP/s, what it is).
+NOMINAL_PEAKS = (
+    (("h100", "h200"), 989e12, "H100/H200 SXM bf16 dense"),
+    (("a100",), 312e12, "A100 bf16 dense"),
+    (("l4",), 121e12, "L4 bf16 dense"),
+    (("t4",), 65e12, "T4 fp16 dense"),
+    (("v5 lite", "v5e", "v5litepod"), 197e12, "TPU v5e bf16 per chip"),
+    (("tpu v3",), 123e12 / 2, "TPU v3 bf16, 123 per chip / 2 cores"),
+)
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image_size", type=int, default=128)
+    p.add_argument("--generator", default="resnet_6blocks")
+    p.add_argument("--ngf", type=int, default=32)
+    p.add_argument("--batch", type=int, default=1, help="per device")
+    p.add_argument("--devices", type=int, default=1, help="first N local devices; 0: all")
+    p.add_argument("--platform", default="", help="cpu | gpu | tpu; default JAX's default")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=0, help="per timed block; 0: ~--block_seconds")
+    p.add_argument("--block_seconds", type=float, default=6.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve", action="store_true", help="worker mode (JSON on stdin/stdout)")
+    args = p.parse_args(argv)
+    if args.batch < 1 or args.devices < 0 or args.rounds < 1 or args.steps < 0:
+        p.error("--batch and --rounds must be >= 1, --devices and --steps >= 0")
+    return args
+
+
+def nominal_peak(device_kind: str):
+    """(FLOP/s per device, description) for a known accelerator, else (None, None)."""
+    kind = device_kind.lower()
+    for names, flops, what in NOMINAL_PEAKS:
+        if any(name in kind for name in names):
+            return flops, what
+    return None, None
+
+
+def resolve_precision(precision: str, device) -> str:
+    """--precision as monet_tf.runtime.Runtime.precision resolves it on JAX (without importing
+    it: it imports TensorFlow)."""
+    if precision != "auto":
+        return precision
+    if device.platform == "tpu":
+        return "mixed_bfloat16"
+    if device.platform == "gpu":
+        try:
+            capability = float(getattr(device, "compute_capability", 0.0))
+        except (TypeError, ValueError):
+            capability = 0.0
+        if capability >= 8.0:
+            return "mixed_bfloat16"
+    return "float32"
+
+
+def conv_peak(device, dtype: str) -> tuple[float, str]:
+    """Median FLOP/s of a 3x3 SAME N x 128 x 128 x 256 -> 256 convolution on `device`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n, calls, repeats = (1, 3, 3) if device.platform == "cpu" else (32, 10, 5)
+    rng = np.random.default_rng(1)
+    x = jax.device_put(jnp.asarray(rng.standard_normal((n, 128, 128, 256)), dtype), device)
+    w = jax.device_put(jnp.asarray(0.02 * rng.standard_normal((3, 3, 256, 256)), dtype), device)
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    jax.block_until_ready(conv(x, w))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            y = conv(x, w)
+        jax.block_until_ready(y)
+        times.append((time.perf_counter() - start) / calls)
+    flops = 2 * n * 128 * 128 * 256 * 256 * 9
+    return flops / statistics.median(times), f"{n}x128x128x256->256 3x3 {dtype}"
+
+
+def _jitted_step(model):
+    """The jax.jit(train_step) inside Keras' train_function (its `step_function` free variable)."""
+    fn = model.train_function
+    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
+    if "step_function" in cells and hasattr(cells["step_function"].cell_contents, "lower"):
+        return cells["step_function"].cell_contents
+    return None
+
+
+def _flops(compiled, devices: int) -> float | None:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    # The cost of an SPMD program is that of one device's partition.
+    return None if flops is None else float(flops) * devices
+
+
+class Bench:
+    """The model, its state and the batch; `run(steps)` -> seconds (blocked until done)."""
+
+    def __init__(self, args):
+        import jax
+        import keras
+        import numpy as np
+
+        from monet_tf import config as config_lib
+        from monet_tf.models import build_cyclegan
+
+        devices = jax.devices(args.platform) if args.platform else jax.devices()
+        if args.devices > len(devices):
+            raise SystemExit(f"--devices={args.devices} but JAX sees {len(devices)} "
+                             f"{devices[0].platform} device(s)")
+        devices = devices[: args.devices or len(devices)]
+        self.devices = devices
+        self.device_kind = devices[0].device_kind
+        self.platform = devices[0].platform
+        self.policy = resolve_precision(args.precision, devices[0])
+        self.global_batch = args.batch * len(devices)
+        compute_dtype = "bfloat16" if self.policy == "mixed_bfloat16" else "float32"
+        self.conv_peak, self.conv_what = conv_peak(devices[0], compute_dtype)
+        self.nominal_peak, self.nominal_what = nominal_peak(self.device_kind)
+
+        distribution = None
+        if len(devices) > 1:
+            distribution = keras.distribution.DataParallel(devices=devices)
+            keras.distribution.set_distribution(distribution)
+        cfg = config_lib.base_config()
+        cfg.data.image_size = args.image_size
+        cfg.model.generator = args.generator
+        cfg.model.ngf = args.ngf
+        cfg.seed = args.seed
+        self.ndf = cfg.model.ndf
+        keras.utils.set_random_seed(cfg.seed)
+        keras.config.set_dtype_policy(self.policy)
+        model = build_cyclegan(cfg, steps_per_epoch=1000, global_batch_size=self.global_batch,
+                               jit_compile=True)
+        model.make_train_function()
+        self.model = model
+
+        # The same batch as bench/train_step.py's TensorFlow side draws from the seed.
+        rng = np.random.default_rng(args.seed)
+        shape = (self.global_batch, args.image_size, args.image_size, 3)
+        batch = tuple(rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2))
+        if distribution is not None:
+            batch = tuple(jax.device_put(x, distribution.get_data_layout(x.shape).backend_layout)
+                          for x in batch)
+        else:
+            batch = tuple(jax.device_put(x, devices[0]) for x in batch)
+        self.data = itertools.repeat(batch)  # What train_function takes: an iterator of batches.
+        self.state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.optimizer.variables],
+            [v.value for v in model.metrics_variables],
+        )
+
+        # First call: trace + lower + compile (here, ahead of time, to read XLA's FLOP count;
+        # the call below then reuses the executable) + one step.
+        start = time.perf_counter()
+        jitted = _jitted_step(model)
+        self.flops = None
+        if jitted is not None:
+            self.flops = _flops(jitted.lower(self.state, batch).compile(), len(devices))
+        self.loss = self.run_steps(1)
+        self.first_call_s = time.perf_counter() - start
+        if jitted is None:
+            self.flops = _flops(jax.jit(model.train_step).lower(self.state, batch).compile(),
+                                len(devices))
+
+    def run_steps(self, steps: int) -> float:
+        import jax
+
+        logs, state = None, self.state
+        for _ in range(steps):
+            logs, state = self.model.train_function(state, self.data)
+        jax.block_until_ready((logs, state))
+        self.state = state
+        return float(logs["gen_total_loss"])
+
+    def timed(self, steps: int) -> tuple[float, float]:
+        start = time.perf_counter()
+        loss = self.run_steps(steps)
+        return time.perf_counter() - start, loss
+
+    def peak(self) -> tuple[float, str]:
+        """FLOP/s that % of peak is of: the nominal peak x devices, else the measured conv."""
+        if self.nominal_peak:
+            return self.nominal_peak * len(self.devices), f"nominal {self.nominal_what}"
+        return self.conv_peak, f"measured conv {self.conv_what}"
+
+    def describe(self) -> dict:
+        import jax
+        import keras
+
+        return {"device_kind": self.device_kind, "platform": self.platform,
+                "devices": len(self.devices), "policy": self.policy,
+                "global_batch": self.global_batch, "ndf": self.ndf,
+                "first_call_s": self.first_call_s, "flops": self.flops, "loss": self.loss,
+                "conv_peak_flops": self.conv_peak, "conv_peak_what": self.conv_what,
+                "nominal_peak_flops": self.nominal_peak, "nominal_peak_what": self.nominal_what,
+                "jax": jax.__version__, "keras": keras.__version__}
+
+
+def serve(args, out) -> None:
+    bench = Bench(args)
+    out.write(json.dumps({"ready": True, **bench.describe()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] == "run" and len(words) == 2 and words[1].isdigit():
+            seconds, loss = bench.timed(int(words[1]))
+            reply = {"steps": int(words[1]), "seconds": seconds, "loss": loss}
+        else:
+            reply = {"error": f"unknown command {line.strip()!r}: use 'run N' or 'quit'"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+def standalone(args) -> None:
+    bench = Bench(args)
+    d = bench.describe()
+    print(f"JAX {d['jax']}, Keras {d['keras']}: {d['devices']} x {d['device_kind']} "
+          f"({d['platform']}); policy {d['policy']}; {args.image_size} px, {args.generator}, "
+          f"ngf {args.ngf}, ndf {d['ndf']}, batch {args.batch}/device = {d['global_batch']}")
+    nominal = (f"; nominal {bench.nominal_peak / 1e9:.0f} GFLOP/s/device ({bench.nominal_what})"
+               if bench.nominal_peak else "; no nominal peak known for this device kind")
+    print(f"conv peak ({bench.conv_what}, jax.jit, device 0): {bench.conv_peak / 1e9:.0f} "
+          f"GFLOP/s{nominal}")
+    print(f"first call (trace + compile + 1 step): {bench.first_call_s:.1f} s, "
+          f"gen_total_loss {bench.loss:.4f}", flush=True)
+    probe, _ = bench.timed(1)
+    steps = args.steps or max(1, round(args.block_seconds / probe))
+    print(f"{args.rounds} rounds x {steps} steps", flush=True)
+    rates = []
+    for r in range(args.rounds):
+        seconds, loss = bench.timed(steps)
+        rates.append(bench.global_batch * steps / seconds)
+        print(f"  round {r + 1}: {rates[-1]:.3f} pairs/s ({1e3 * seconds / steps:.1f} ms/step)",
+              flush=True)
+    rate = statistics.median(rates)
+    step_s = bench.global_batch / rate
+    peak, peak_what = bench.peak()
+    gflops = (bench.flops or float("nan")) / 1e9
+    print(f"{'':6} {'pairs/s':>9} {'ms/step':>9} {'first s':>8} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>9} {'% peak':>6}")
+    print(f"{'jax':6} {rate:9.3f} {step_s * 1e3:9.1f} {bench.first_call_s:8.1f} {gflops:10.1f} "
+          f"{gflops / step_s:9.1f} {100 * gflops / step_s / (peak / 1e9):6.1f}")
+    measured = (f"; the measured conv is {100 * bench.conv_peak / bench.nominal_peak:.0f} % of "
+                f"the nominal peak" if bench.nominal_peak else "")
+    print(f"GFLOP/step: XLA cost analysis of the compiled step (all devices); % peak of "
+          f"{peak / 1e9:.0f} GFLOP/s ({peak_what}){measured}")
+    print("result " + json.dumps({**d, "pairs_per_s": rate, "rates": rates, "steps": steps,
+                                  "ms_per_step": step_s * 1e3, "peak_flops": peak}))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from monet_tf.backend import select_backend  # Imports nothing heavy; sets KERAS_BACKEND.
+
+    out = sys.stdout
+    if args.serve:
+        sys.stdout = sys.stderr  # Stray prints must not corrupt the JSON channel.
+    select_backend("jax", "cpu" if args.platform == "cpu" else args.platform or "default",
+                   cpu_replicas=max(1, args.devices))
+    if args.serve:
+        serve(args, out)
+    else:
+        standalone(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The whole training job on Keras' JAX backend: exact resume after SIGTERM, the export that
+TensorFlow alone loads, and README's JAX command over two host devices. Each in subprocesses,
+since Keras picks its backend once per process."""
+
+import json
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax", reason="the JAX tests need jax (pip install jax)")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "tiny_config.py"
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", WANDB_MODE="offline",
+               WANDB_SILENT="true", KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env.update(extra)
+    return env
+
+
+RESUME_SCRIPT = """
+import os, signal, sys
+import keras, runpy
+from monet_tf import train as t
+
+cfg = runpy.run_path(sys.argv[1])["get_config"]()
+cfg.train.epochs, cfg.train.decay_epochs = 1, 1
+cfg.loss.diffaugment = "color,translation,cutout"
+straight, resumed = sys.argv[2], sys.argv[3]
+t.train(cfg, straight, verbose=0)
+
+class KillAt(keras.callbacks.Callback):
+    # SIGTERM to this process in epoch 2 after its first step, as a user's kill would.
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+class CountSteps(keras.callbacks.Callback):
+    steps = 0
+    def on_train_batch_end(self, batch, logs=None):
+        CountSteps.steps += 1
+
+try:
+    t.train(cfg, resumed, verbose=0, extra_callbacks=[KillAt()])
+    sys.exit("not interrupted")
+except t.TrainingStopped as e:
+    print("stopped:", e)
+t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
+print("steps after resuming:", CountSteps.steps)
+"""
+
+
+def _checkpoint_arrays(folder: pathlib.Path) -> dict:
+    """Every array of a JAX checkpoint folder: the four networks' weights and state.npz."""
+    import h5py
+
+    arrays = {f"state/{k}": v for k, v in np.load(folder / "state.npz").items()}
+    for path in sorted(folder.glob("*.weights.h5")):
+        with h5py.File(path) as f:
+            f.visititems(lambda name, item: arrays.__setitem__(f"{path.name}/{name}", item[()])
+                         if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.slow
+def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_tensorflow(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(straight),
+                             str(resumed)], capture_output=True, text=True, timeout=1500,
+                            env=_env())
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Stopped in epoch 2 (after the step the signal arrived in, or the next), saved there,
+    # resumed from exactly there and ran only the steps left.
+    saved = int(re.search(r"stopped: SIGTERM: saved \S+ckpt-(\d+) at step", result.stdout).group(1))
+    assert saved in (4, 5), result.stdout
+    assert re.search(rf"Resuming from \S+ckpt-{saved}: epoch 2, step {saved - 3} of 3",
+                     result.stdout), result.stdout
+    assert f"steps after resuming: {6 - saved}" in result.stdout
+    assert json.loads((resumed / "config.json").read_text())["runtime"]["backend"] == "jax"
+
+    a = _checkpoint_arrays(straight / "checkpoints" / "ckpt-6")
+    b = _checkpoint_arrays(resumed / "checkpoints" / "ckpt-6")
+    assert a.keys() == b.keys()
+    # All four networks, every optimizer slot and step count, both pools and the RNG.
+    groups = {k.split("/")[0] + "/" + k.split("/")[1] for k in a if k.startswith("state/")}
+    assert {"state/optimizer", "state/non_trainable"} <= groups
+    assert len([k for k in a if k.endswith(".weights.h5") or ".weights.h5/" in k]) > 20
+    differing = [k for k in a if a[k].dtype.kind != "U" and not np.array_equal(a[k], b[k])]
+    assert not differing, differing[:10]
+    pools = [k for k in a if k.startswith("state/non_trainable/") and a[k].ndim == 4]
+    assert pools and all(np.abs(a[k]).sum() > 0 for k in pools)  # The pools were filled.
+
+    # The export of a JAX run: a uint8 SavedModel that TensorFlow alone loads (no monet_tf, no
+    # Keras backend choice), matching the JAX generator within one level.
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    jax_side = (
+        "import sys, numpy as np\n"
+        "from monet_tf import checkpoints as ck\n"
+        "g, _, _ = ck.restore_generators(sys.argv[1])\n"
+        "x = np.load(sys.argv[2]).astype('float32') / 127.5 - 1.0\n"
+        "y = np.clip(np.round((np.asarray(g(x, training=False)) + 1.0) * 127.5), 0, 255)\n"
+        "np.save(sys.argv[3], y.astype(np.uint8))\n"
+        "import keras; print(keras.backend.backend())\n")
+    jax_out = subprocess.run([sys.executable, "-c", jax_side, str(resumed), str(tmp_path / "x.npy"),
+                              str(tmp_path / "jax.npy")], capture_output=True, text=True,
+                             timeout=600, env=_env())
+    assert jax_out.returncode == 0, jax_out.stderr[-3000:]
+    assert jax_out.stdout.strip().splitlines()[-1] == "jax"
+    tf_side = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "y = serve(tf.constant(np.load(sys.argv[2])))['images'].numpy()\n"
+        "assert 'monet_tf' not in sys.modules\n"
+        "ref = np.load(sys.argv[3]).astype(int)\n"
+        "print(y.dtype, y.shape, int(np.abs(y.astype(int) - ref).max()), int(np.abs(ref - 128).max()))\n")
+    fresh = subprocess.run(
+        [sys.executable, "-I", "-c", tf_side, str(resumed / "export" / "photo_to_monet"),
+         str(tmp_path / "x.npy"), str(tmp_path / "jax.npy")], capture_output=True, text=True,
+        timeout=300, cwd=tmp_path, env={"PATH": os.environ["PATH"], "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    line = fresh.stdout.strip().splitlines()[-1]
+    assert line.startswith("uint8 (2, 32, 32, 3) "), line
+    diff, spread = (int(v) for v in line.rsplit(" ", 2)[1:])
+    assert diff <= 1, line
+    assert spread > 1, line  # Not a blank image on both sides.
+
+
+def _readme_jax_command() -> list[str]:
+    lines = [line for line in (REPO / "README.md").read_text().splitlines()
+             if line.startswith("python run_train.py --backend=jax --strategy=cpu --cpu_replicas=2")]
+    assert lines, "README.md must show the JAX command for two host devices"
+    return shlex.split(lines[0].split("#")[0])
+
+
+@pytest.mark.slow
+def test_readme_jax_command_trains_over_two_host_devices(tmp_path):
+    argv = _readme_jax_command()
+    assert argv[:2] == ["python", "run_train.py"]
+    workdir = tmp_path / "run"
+    env = _env()
+    env.pop("KERAS_BACKEND")  # The command's own --backend must be enough.
+    env.pop("JAX_PLATFORMS")
+    result = subprocess.run(
+        [sys.executable, str(REPO / argv[1]), *argv[2:], f"--config={TINY}",
+         f"--workdir={workdir}", "--config.train.epochs=1", "--config.train.decay_epochs=0"],
+        capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "backend: jax; strategy cpu: 2 replica(s) on 2 cpu device(s)" in result.stdout
+    runtime = json.loads((workdir / "config.json").read_text())["runtime"]
+    assert runtime["backend"] == "jax" and runtime["replicas"] == 2 and len(runtime["devices"]) == 2
+    for path in ("checkpoints/ckpt-3/COMPLETE", "samples/epoch_0001.png", "loss_curves.png",
+                 "export/photo_to_monet/saved_model.pb", "export/monet_to_photo/saved_model.pb"):
+        assert (workdir / path).exists(), path
+    assert len(list((workdir / "demo").glob("*_monet.jpg"))) == 2
