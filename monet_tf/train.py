@@ -108,19 +108,6 @@ def _write_demo(export_dir: str, photos: tf.Tensor, out_dir: str) -> list[str]:
     return paths
 
 
-def _host_batches(dataset: tf.data.Dataset, runtime: Runtime, global_batch: int):
-    """On a multi-host JAX run each host feeds its own slice of every global batch."""
-    if runtime.backend != "jax":
-        return dataset
-    import jax
-
-    hosts = jax.process_count()
-    if hosts == 1:
-        return dataset
-    size, start = global_batch // hosts, jax.process_index() * (global_batch // hosts)
-    return dataset.map(lambda *batch: tuple(b[start : start + size] for b in batch))
-
-
 def train(cfg: ml_collections.ConfigDict, workdir: str,
           runtime: Runtime | tf.distribute.Strategy | None = None, verbose: int | str = "auto",
           extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
@@ -204,9 +191,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     stop.install()
     try:
         for epoch in range(start_epoch, total_epochs):
-            epoch_data = _host_batches(
-                data.train_dataset(sources, report, cfg.data, global_batch,
-                                   seed=epoch_seed(cfg.seed, epoch)), runtime, global_batch)
+            # On a multi-host JAX run, Keras' DataParallel shards this global-batch pipeline
+            # over the hosts (auto_shard_dataset), so every host reads its part.
+            epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
+                                            seed=epoch_seed(cfg.seed, epoch))
             todo = steps - offset
             result = model.fit(epoch_data.skip(offset), initial_epoch=epoch, epochs=epoch + 1,
                                steps_per_epoch=todo, callbacks=callbacks, verbose=verbose,

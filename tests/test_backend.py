@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from monet_tf.backend import BackendError, choose_backend, flag_from_argv
+from monet_tf.runtime import Runtime
+from monet_tf.strategy import StrategyError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_config.py"
@@ -125,3 +127,25 @@ def test_models_and_the_jax_step_import_and_train_without_tensorflow():
     assert result.returncode == 0, result.stderr[-4000:]
     assert "backend jax steps 1" in result.stdout
     assert "tensorflow imported: False" in result.stdout
+
+
+@pytest.mark.parametrize("kind, capability, expected", [
+    ("tpu", None, "mixed_bfloat16"),
+    ("gpu", 9.0, "mixed_bfloat16"),  # H100
+    ("gpu", 8.0, "mixed_bfloat16"),  # A100
+    ("gpu", 7.5, "float32"),  # T4: no bfloat16; float16 loss scaling is TensorFlow's only
+    ("cpu", None, "float32"),
+])
+def test_jax_auto_precision_follows_the_device(kind, capability, expected):
+    import keras
+
+    runtime = Runtime("jax", kind, [f"{kind}:0"], 1, device_kind=kind, compute_capability=capability)
+    try:
+        assert runtime.precision("auto") == expected
+        assert keras.config.dtype_policy().name == expected
+        assert runtime.precision("float32") == "float32"
+        with pytest.raises(StrategyError, match="loss scaling.*TensorFlow backend only"):
+            runtime.precision("mixed_float16")
+        assert runtime.use_xla("auto") is True and runtime.use_xla("false") is False
+    finally:
+        keras.config.set_dtype_policy("float32")
