@@ -30,12 +30,14 @@ Flags:
 
 Reported: first call (trace + XLA compile + one step, s), pairs/s per round and the median,
 ms/step, GFLOP/step, GFLOP/s and % of peak. GFLOP/step is XLA's own count of the compiled step
-(`jit(...).lower(...).compile().cost_analysis()["flops"]`: every op of the optimized program,
-convolutions being > 99 %; summed over devices). Peak: a large 3x3 SAME convolution
+(`jit(...).lower(...).compile().cost_analysis()["flops"]`, summed over devices: every op of the
+optimized program, convolutions dominating; ~6 % above the conv-only count of bench/train_step.py's
+TensorFlow side for its config (a)). Peak: a large 3x3 SAME convolution
 (N x 128 x 128 x 256 -> 256, N = 1 on CPU, 32 on an accelerator, in the step's compute dtype)
 is timed on the first device in the same run; % of peak is of the nominal dense bf16/fp16 peak
-(x devices) for known accelerators (H100/H200 SXM 989 TFLOP/s, A100 312, L4 121, T4 65 fp16,
-TPU v5e 197, v3 123 per chip = 61.5 per core/device), else of that measured convolution.
+for known accelerators (H100/H200 SXM 989 TFLOP/s, H100 PCIe 756, A100 312, L4 121, T4 65 fp16,
+TPU v5e 197, v3 123 per chip = 61.5 per core/device), else of that measured convolution, in
+either case x devices.
 
 --serve: prints one JSON line on stdout when ready ({"ready": true, "first_call_s", "flops",
 "conv_peak_flops", "nominal_peak_flops", "device_kind", "devices", "policy", "loss", ...}), then
@@ -50,6 +52,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -58,14 +61,15 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_REPO, "monet_tf")) and _REPO not in sys.path:
     sys.path.append(_REPO)  # Run from a checkout; an installed monet_tf comes first.
 
-# Nominal dense peak per JAX device: (substrings of device_kind, FLOP/s, what it is).
+# Nominal dense peak per JAX device: (regex on device_kind, lower case; FLOP/s; what it is).
 NOMINAL_PEAKS = (
-    (("h100", "h200"), 989e12, "H100/H200 SXM bf16 dense"),
-    (("a100",), 312e12, "A100 bf16 dense"),
-    (("l4",), 121e12, "L4 bf16 dense"),
-    (("t4",), 65e12, "T4 fp16 dense"),
-    (("v5 lite", "v5e", "v5litepod"), 197e12, "TPU v5e bf16 per chip"),
-    (("tpu v3",), 123e12 / 2, "TPU v3 bf16, 123 per chip / 2 cores"),
+    (r"\bh100 pcie", 756e12, "H100 PCIe bf16 dense"),
+    (r"\bh[12]00\b", 989e12, "H100/H200 SXM bf16 dense"),
+    (r"\ba100\b", 312e12, "A100 bf16 dense"),
+    (r"\bl4\b", 121e12, "L4 bf16 dense"),
+    (r"\bt4\b", 65e12, "T4 fp16 dense"),
+    (r"\btpu v5 ?(lite|e)\b|v5litepod", 197e12, "TPU v5e bf16 per chip"),
+    (r"\btpu v3\b", 123e12 / 2, "TPU v3 bf16, 123 per chip / 2 cores"),
 )
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -94,8 +98,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def nominal_peak(device_kind: str):
     """(FLOP/s per device, description) for a known accelerator, else (None, None)."""
     kind = device_kind.lower()
-    for names, flops, what in NOMINAL_PEAKS:
-        if any(name in kind for name in names):
+    for pattern, flops, what in NOMINAL_PEAKS:
+        if re.search(pattern, kind):
             return flops, what
     return None, None
 
@@ -125,8 +129,9 @@ def conv_peak(device, dtype: str) -> tuple[float, str]:
 
     n, calls, repeats = (1, 3, 3) if device.platform == "cpu" else (32, 10, 5)
     rng = np.random.default_rng(1)
-    x = jax.device_put(jnp.asarray(rng.standard_normal((n, 128, 128, 256)), dtype), device)
-    w = jax.device_put(jnp.asarray(0.02 * rng.standard_normal((3, 3, 256, 256)), dtype), device)
+    x = rng.standard_normal((n, 128, 128, 256), np.float32)
+    w = 0.02 * rng.standard_normal((3, 3, 256, 256), np.float32)
+    x, w = (jax.device_put(jnp.asarray(a, dtype), device) for a in (x, w))
     conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
     jax.block_until_ready(conv(x, w))
@@ -209,7 +214,10 @@ class Bench:
             batch = tuple(jax.device_put(x, distribution.get_data_layout(x.shape).backend_layout)
                           for x in batch)
         else:
-            batch = tuple(jax.device_put(x, devices[0]) for x in batch)
+            # Uncommitted, like the state and like fit's batches: committing only the batch
+            # would change the step's argument shardings after the first call (its outputs are
+            # committed then) and make JAX compile the step a second time.
+            batch = tuple(jax.device_put(x) for x in batch)
         self.data = itertools.repeat(batch)  # What train_function takes: an iterator of batches.
         self.state = (
             [v.value for v in model.trainable_variables],
@@ -250,7 +258,8 @@ class Bench:
         """FLOP/s that % of peak is of: the nominal peak x devices, else the measured conv."""
         if self.nominal_peak:
             return self.nominal_peak * len(self.devices), f"nominal {self.nominal_what}"
-        return self.conv_peak, f"measured conv {self.conv_what}"
+        n = len(self.devices)
+        return self.conv_peak * n, f"measured conv {self.conv_what}" + (f" x {n}" if n > 1 else "")
 
     def describe(self) -> dict:
         import jax

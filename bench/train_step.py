@@ -26,8 +26,9 @@ pairs) held in memory, on this machine's CPU:
 - ours: `build_cyclegan(base_config() + overrides)` exactly as monet_tf.train builds it on this
   machine: default strategy, train.mixed_precision "auto" (mixed_bfloat16 on a CPU with native
   bfloat16, else float32; or --precision), train.jit_compile "auto" (no XLA on a CPU-only host),
-  pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as `model.fit` drives it:
-  its `train_function` called on an iterator of a repeated in-memory tf.data dataset.
+  pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as
+  `model.fit` drives it: its `train_function` called on an iterator of a repeated in-memory
+  tf.data dataset.
 - ours float32, ours float32 + XLA: the same step with mixed_precision=float32, and with
   jit_compile=true as well, to show where the difference comes from.
 - plain: the keras.io / TensorFlow-tutorial CycleGAN step in float32: fresh generators and critics
@@ -60,9 +61,10 @@ seconds N steps took (jax.block_until_ready). The sides are timed alternately, a
 first-step gen_total_loss of both is printed (equal within float32 rounding when the policies
 match). Per side: pairs/s, ms/step, first call (trace + compile + 1 step, s), GFLOP/step
 (tensorflow: the conv count above; jax: XLA's cost analysis of the compiled step, all ops),
-GFLOP/s and % of peak: the nominal dense peak of a known accelerator, else the faster of the
-measured convs (TensorFlow XLA float32 here, and the worker's JAX conv in the step's compute
-dtype). The last line is `ratio X.XX`: the smallest jax/tensorflow pairs/s ratio over the configs.
+GFLOP/s and % of peak: the nominal dense peak of a known accelerator, else the fastest of the
+measured convs (TensorFlow's above, and in bfloat16 without XLA when ours runs mixed_bfloat16;
+the worker's JAX conv in its step's compute dtype). The last line is `ratio X.XX`: the smallest
+jax/tensorflow pairs/s ratio over the configs.
 """
 
 from __future__ import annotations
@@ -381,8 +383,10 @@ class JaxWorker:
         self.log.close()
 
 
-def bench_config_jax(name: str, tf_peak: float, policy: str) -> float:
-    """The JAX step (worker process) against ours on TensorFlow: same config, seed and batch."""
+def bench_config_jax(name: str, tf_peaks: dict, policy: str) -> float:
+    """The JAX step (worker process) against ours on TensorFlow: same config, seed and batch.
+
+    tf_peaks: GFLOP/s of the convs measured in this process, by description."""
     size, generator, ngf = config_shape(name)
     cfg = project_config(size, generator, ngf)
     photo, monet = fixed_batch(size)
@@ -429,11 +433,12 @@ def bench_config_jax(name: str, tf_peak: float, policy: str) -> float:
     if info.get("nominal_peak_flops"):
         peak = info["nominal_peak_flops"] * info["devices"]
         peak_what = f"nominal {info['nominal_peak_what']}"
-    else:
-        peak = max(tf_peak * 1e9, info["conv_peak_flops"])  # FLOP/s
-        peak_what = ("measured conv: the faster of TensorFlow XLA float32 "
-                     f"({tf_peak:.0f}) and JAX {info['conv_peak_what']} "
-                     f"({info['conv_peak_flops'] / 1e9:.0f} GFLOP/s)")
+    else:  # The fastest conv measured on either side (FLOP/s).
+        measured = {f"TensorFlow {what}": gflops * 1e9 for what, gflops in tf_peaks.items()}
+        measured[f"JAX {info['conv_peak_what']}"] = info["conv_peak_flops"]
+        peak_what = max(measured, key=measured.get)
+        peak = measured[peak_what]
+        peak_what = f"measured: the fastest conv, {peak_what}"
     print(f"  {'':10} {'policy':>14} {'pairs/s':>8} {'ms/step':>8} {'first s':>8} "
           f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>6} {'vs tf':>6}")
     rate = {side: BATCH * steps / statistics.median(times[side]) for side in sides}
@@ -471,11 +476,16 @@ def main(argv: list[str]) -> None:
           f"{FLAGS.backend}; mixed precision '{FLAGS.precision}' -> {policy}, jit_compile 'auto' "
           f"-> {use_xla('auto', strategy)}; configs {', '.join(shown)}; batch {BATCH}; rounds "
           f"{FLAGS.rounds}, steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}")
-    peak = conv_rate(jit=True)
+    peak, no_xla = conv_rate(jit=True), conv_rate(jit=False)
     print(f"conv peak (float32 1x128x128x256->256 3x3, tf.function jit): {peak:.0f} GFLOP/s; "
-          f"same conv without XLA: {conv_rate(jit=False):.0f} GFLOP/s", flush=True)
+          f"same conv without XLA: {no_xla:.0f} GFLOP/s", flush=True)
     if on_jax:
-        ratios = [bench_config_jax(name, peak, policy) for name in names]
+        tf_peaks = {"XLA float32": peak, "float32 without XLA": no_xla}
+        if policy == "mixed_bfloat16":  # What ours runs on: bfloat16 convs without XLA.
+            tf_peaks["bfloat16 without XLA"] = conv_rate(jit=False, dtype=tf.bfloat16)
+            print(f"same conv in bfloat16 without XLA: {tf_peaks['bfloat16 without XLA']:.0f} "
+                  "GFLOP/s", flush=True)
+        ratios = [bench_config_jax(name, tf_peaks, policy) for name in names]
         print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; "
               f"the minimum (jax/tensorflow pairs/s) is the ratio")
     else:

@@ -132,7 +132,10 @@ def test_bfloat16_export_matches_the_mixed_precision_keras_model(tmp_path):
     served = run_serving(tmp_path / "bf16", images).astype(int)
     to_mixed = np.abs(served - keras_uint8(mixed, images))
     to_float32 = np.abs(served - keras_uint8(reference, images))
-    assert to_mixed.max() <= 2 and to_mixed.mean() < 0.5 * to_float32.mean()  # bfloat16 ran.
+    # bfloat16 ran: a float32 export stays within 1 of the float32 model; this one does not, and
+    # is clearly closer to the mixed_bfloat16 model (which itself is ~0.44 levels off float32).
+    assert to_float32.max() > 1
+    assert to_mixed.max() <= 2 and to_mixed.mean() < 0.75 * to_float32.mean()
     assert reference.layers[2].compute_dtype == "float32"  # The trained model is untouched.
     with pytest.raises(ValueError, match="--precision='float16' is not one of float32, bfloat16"):
         export_generator(reference, str(tmp_path / "f16"), precision="float16")

@@ -45,7 +45,7 @@ def test_tensorflow_and_jax_steps_agree_from_the_same_weights(tmp_path):
         np.testing.assert_allclose(jax_run[key], tf_run[key], rtol=1e-4, atol=1e-4, err_msg=key)
     assert max_weight_difference(tf_run, jax_run) < 1e-4
     # Both started from the saved weights and trained: the comparison is not of two copies.
-    assert max_weight_difference(tf_run, tf_run, prefix="initial/") > 1e-2
+    assert max_weight_difference(tf_run, tf_run, prefix="initial/") > 10 * 1e-4
     assert int(tf_run["iterations"]) == int(jax_run["iterations"]) == 3
 
 

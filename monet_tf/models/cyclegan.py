@@ -253,10 +253,11 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
     """The four networks, four Adam optimizers on the LinearDecay schedule, compiled and built.
 
     Call under strategy.scope() on TensorFlow (on JAX, after the runtime set the distribution).
-    jit_compile None: cfg.train.jit_compile as the backend resolves it. replicas None: TF's
-    replicas in sync, or 1 on JAX (global_batch_size must be a multiple of it). Reads cfg.model, cfg.loss, cfg.optim, cfg.train, cfg.data.image_size
-    and cfg.seed. After it returns, every variable (weights, optimizer slots and iterations, pools,
-    RNG, metric accumulators) exists, so tf.train.Checkpoint can restore before fit().
+    Reads cfg.model, cfg.loss, cfg.optim, cfg.train, cfg.data.image_size and cfg.seed.
+    jit_compile None: cfg.train.jit_compile as the backend resolves it. replicas: what the
+    global batch must be a multiple of (None: TF's replicas in sync, or 1 on JAX). After it
+    returns, every variable (weights, optimizer slots and iterations, pools, RNG, metric
+    accumulators) exists, so a checkpoint can be restored before fit().
     """
     replicas = replicas_in_sync() if replicas is None else replicas
     if steps_per_epoch < 1:

@@ -1,0 +1,49 @@
+"""bench/step_jax.py runs standalone without TensorFlow and reports its fields (a smoke test: no
+timings are checked)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("jax", reason="the JAX bench needs jax (pip install jax)")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+WORKER = REPO / "bench" / "step_jax.py"
+
+# The worker as a machine without TensorFlow runs it: importing tensorflow (or monet_tf.runtime,
+# which imports it) fails.
+NO_TF = (
+    "import runpy, sys\n"
+    "sys.modules['tensorflow'] = None\n"
+    "sys.modules['monet_tf.runtime'] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+@pytest.mark.slow
+def test_step_jax_standalone_reports_rate_flops_and_peak_without_tensorflow():
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TF, str(WORKER), "--platform", "cpu", "--image_size", "32",
+         "--ngf", "8", "--rounds", "1", "--steps", "1"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = result.stdout
+    for text in ("first call (trace + compile + 1 step)", "round 1:", "pairs/s", "GFLOP/step",
+                 "% peak", "conv peak"):
+        assert text in out, (text, out)
+    lines = [line for line in out.splitlines() if line.startswith("result ")]
+    assert len(lines) == 1, out
+    report = json.loads(lines[0][len("result "):])
+    assert report["platform"] == "cpu" and report["devices"] == 1
+    assert report["policy"] == "float32" and report["global_batch"] == 1
+    assert report["pairs_per_s"] > 0 and report["first_call_s"] > 0
+    assert report["flops"] > 1e9  # XLA's count of the 32 px step: ~1.8 GFLOP.
+    assert report["conv_peak_flops"] > 0 and report["peak_flops"] > 0
+    assert report["loss"] == report["loss"]  # Not NaN.
