@@ -54,6 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.lr = 2e-4
     c.optim.beta_1 = 0.5
     c.optim.beta_2 = 0.999
+    c.optim.epsilon = 1e-7  # Adam's epsilon (Keras' default; PyTorch's is 1e-8).
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 1  # Per replica; the global batch is batch_size x replicas.

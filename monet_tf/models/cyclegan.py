@@ -307,7 +307,8 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
 
     def adam(name):
         return keras.optimizers.Adam(
-            schedule, beta_1=cfg.optim.beta_1, beta_2=cfg.optim.beta_2, name=name
+            schedule, beta_1=cfg.optim.beta_1, beta_2=cfg.optim.beta_2,
+            epsilon=cfg.optim.epsilon, name=name
         )
 
     if jit_compile is None:
