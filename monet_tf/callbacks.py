@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import signal
+import weakref
 
 import keras
 import matplotlib
@@ -95,9 +96,28 @@ class StopOnSignal(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+_JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
-    """Runs a generator in inference mode and returns float32 numpy in [-1, 1]."""
-    return np.asarray(generator(np.asarray(images), training=False), dtype=np.float32)
+    """Runs a generator in inference mode and returns float32 numpy in [-1, 1].
+
+    On JAX through one jitted stateless call per generator: called eagerly, every op would be
+    compiled on its own the first time (tens of seconds on a CPU, per run).
+    """
+    images = np.asarray(images)
+    if keras.backend.backend() != "jax":
+        return np.asarray(generator(images, training=False), dtype=np.float32)
+    if generator not in _JAX_INFERENCE:
+        import jax
+
+        def infer(trainable, non_trainable, x):
+            return generator.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        _JAX_INFERENCE[generator] = jax.jit(infer)
+    outputs = _JAX_INFERENCE[generator]([v.value for v in generator.trainable_variables],
+                                        [v.value for v in generator.non_trainable_variables], images)
+    return np.asarray(outputs, dtype=np.float32)
 
 
 def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.Figure:
