@@ -143,22 +143,35 @@ def _readme_jax_command() -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_jax_command_trains_over_two_host_devices(tmp_path):
+def test_readme_jax_command_trains_over_two_host_devices_with_mifid_and_wandb(tmp_path):
     argv = _readme_jax_command()
     assert argv[:2] == ["python", "run_train.py"]
+    # Random-init InceptionV3 weights saved by TensorFlow, read by the JAX run's MiFID callback.
+    from monet_tf.inception import build_inception
+
+    weights = tmp_path / "inception.weights.h5"
+    build_inception(None).save_weights(str(weights))
     workdir = tmp_path / "run"
     env = _env()
     env.pop("KERAS_BACKEND")  # The command's own --backend must be enough.
     env.pop("JAX_PLATFORMS")
     result = subprocess.run(
         [sys.executable, str(REPO / argv[1]), *argv[2:], f"--config={TINY}",
-         f"--workdir={workdir}", "--config.train.epochs=1", "--config.train.decay_epochs=0"],
+         f"--workdir={workdir}", "--config.train.epochs=1", "--config.train.decay_epochs=0",
+         "--config.eval.every=1", "--config.eval.num_images=4", "--config.eval.batch_size=2",
+         f"--config.eval.inception_weights={weights}", "--wandb"],
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "backend: jax; strategy cpu: 2 replica(s) on 2 cpu device(s)" in result.stdout
     runtime = json.loads((workdir / "config.json").read_text())["runtime"]
     assert runtime["backend"] == "jax" and runtime["replicas"] == 2 and len(runtime["devices"]) == 2
     for path in ("checkpoints/ckpt-3/COMPLETE", "samples/epoch_0001.png", "loss_curves.png",
-                 "export/photo_to_monet/saved_model.pb", "export/monet_to_photo/saved_model.pb"):
+                 "export/photo_to_monet/saved_model.pb", "export/monet_to_photo/saved_model.pb",
+                 "export/best/photo_to_monet/saved_model.pb", "export/best/score.json"):
         assert (workdir / path).exists(), path
     assert len(list((workdir / "demo").glob("*_monet.jpg"))) == 2
+    header, row = (workdir / "metrics.csv").read_text().splitlines()[:2]
+    mifid = float(row.split(",")[header.split(",").index("mifid")])
+    assert np.isfinite(mifid) and json.loads((workdir / "export/best/score.json").read_text()) == {
+        "epoch": 1, "mifid": pytest.approx(mifid)}
+    assert list((workdir / "wandb").glob("offline-run-*"))
