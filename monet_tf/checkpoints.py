@@ -187,26 +187,33 @@ class FolderCheckpoints:
                 variable.assign(value)
 
     def save(self, step: int) -> str:
-        path = os.path.join(self.root, f"ckpt-{step}")
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.rmtree(path)
-        tf.io.gfile.makedirs(path)
-        for name in NETWORKS:
-            _write_weights(getattr(self.model, name), os.path.join(path, f"{name}.weights.h5"))
         arrays = {}
         for group, variables in _state_variables(self.model).items():
             arrays[f"{group}/names"] = np.array([v.path for v in variables])
             for i, variable in enumerate(variables):
                 arrays[f"{group}/{i}"] = np.asarray(variable.numpy())
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "wb") as f:
-            f.write(buffer.getvalue())
-        with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
-            f.write(f"{step}\n")
+        path = _write_folder(self.model, os.path.join(self.root, f"ckpt-{step}"), NETWORKS,
+                             marker=str(step), state=arrays)
         for _, old in _folders(self.root)[: -self.keep]:
             tf.io.gfile.rmtree(old)
         return path
+
+
+def _write_folder(model, path: str, networks, marker: str, state: dict | None = None) -> str:
+    """A checkpoint folder: each named network's .weights.h5, then state.npz, then COMPLETE."""
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    tf.io.gfile.makedirs(path)
+    for name in networks:
+        _write_weights(getattr(model, name), os.path.join(path, f"{name}.weights.h5"))
+    if state is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **state)
+        with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "wb") as f:
+            f.write(buffer.getvalue())
+    with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
+        f.write(f"{marker}\n")
+    return path
 
 
 def training_checkpoints(model, workdir: str, keep: int):
@@ -218,12 +225,7 @@ def training_checkpoints(model, workdir: str, keep: int):
 
 def save_generators(model, path: str) -> str:
     """Just the generators, as a checkpoint folder that `restore_generators` reads."""
-    tf.io.gfile.makedirs(path)
-    for name in NETWORKS[:2]:
-        _write_weights(getattr(model, name), os.path.join(path, f"{name}.weights.h5"))
-    with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
-        f.write("generators\n")
-    return path
+    return _write_folder(model, path, NETWORKS[:2], marker="generators")
 
 
 def save_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
