@@ -4,12 +4,15 @@ r"""Translate a folder or TFRecords of images with an exported generator; write 
         --input /kaggle/input/gan-getting-started/photo_tfrec --output images.zip
 
 The model is any SavedModel from monet_tf.export (uint8 [N, H, W, 3] -> uint8), loaded with
-TensorFlow alone. Inputs are resized to --image_size when they differ, run in batches through a
-tf.data pipeline (read, decode and resize overlap the model; JPEG encoding is parallel inside the
-graph), and written as <image name>.jpg into a folder or streamed into a zip. A Kaggle zip must hold
-7,000 to 10,000 images: other counts are refused before any work unless --allow_any_count.
+TensorFlow alone. Inputs are found, read and decoded by monet_tf.data as training reads a domain,
+so a bad file gets the message training's validation gives. They are resized to --image_size when
+they differ, run in batches through a tf.data pipeline (read, decode and resize overlap the model;
+JPEG encoding is parallel inside the graph), and written as <image name>.jpg into a folder or
+streamed into a zip. A Kaggle zip must hold 7,000 to 10,000 images: other counts are refused before
+any work unless --allow_any_count.
 """
 
+import dataclasses
 import os
 import re
 import sys
@@ -20,9 +23,11 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
+from monet_tf.data.images import resize_square
+from monet_tf.data.sources import IMAGE_EXTENSIONS, DataError, Source, source_from_spec
+from monet_tf.data.validate import check_records
+
 KAGGLE_MIN_IMAGES, KAGGLE_MAX_IMAGES = 7_000, 10_000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-TFRECORD_EXTENSIONS = (".tfrec", ".tfrecord", ".tfrecords")
 FLAGS = flags.FLAGS  # Flags are defined only when run as a program (see define_flags).
 
 
@@ -30,72 +35,40 @@ class PredictError(ValueError):
     """Bad input to predict: the message names the path or flag and what is wrong."""
 
 
-def _list_inputs(spec: str) -> tuple[str, list[str], int]:
-    """('images' | 'tfrecord', sorted files, files ignored) for a folder (recursive) or a glob."""
+def _find_inputs(spec: str) -> Source:
+    """The input as training finds a domain's data: an image folder (recursive), TFRecords or a
+    glob, so the same path means the same files in both."""
     if not spec:
         raise PredictError("--input is empty: give a folder of JPEG/PNG images or TFRecords")
-    if tf.io.gfile.isdir(spec):
-        images, records, others = [], [], 0
-        for root, _, names in tf.io.gfile.walk(spec):
-            for name in names:
-                lower = name.lower()
-                if lower.endswith(IMAGE_EXTENSIONS):
-                    images.append(os.path.join(root, name))
-                elif lower.endswith(TFRECORD_EXTENSIONS):
-                    records.append(os.path.join(root, name))
-                else:
-                    others += 1
-        if images:
-            return "images", sorted(images), others + len(records)
-        if records:
-            return "tfrecord", sorted(records), 0
-        raise PredictError(f"input folder {spec} holds no JPEG/PNG images and no TFRecord files")
-    files = sorted(f for f in tf.io.gfile.glob(spec) if not tf.io.gfile.isdir(f))
-    if not files:
-        raise PredictError(f"input {spec} does not exist or matches no files")
-    if all(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-        return "images", files, 0
-    return "tfrecord", files, 0
+    try:
+        source = source_from_spec(spec, "photo", "--input")
+    except DataError as err:
+        raise PredictError(str(err)) from err
+    if source.kind == "tfds":
+        raise PredictError(f"--input={spec}: predict reads image folders, TFRecords or globs, "
+                           "not TFDS")
+    return source
 
 
-def _count_records(files: list[str]) -> int:
-    """Records in TFRecord files, without parsing them (a few seconds for the 7,038 photos)."""
-    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
+def _bad_input(source: Source, first_file: int, err: tf.errors.OpError) -> PredictError:
+    """Training's validation message for the first bad record from `first_file` on; the raw
+    TensorFlow error only if validation finds nothing wrong there."""
+    try:
+        check_records(dataclasses.replace(source, files=source.files[first_file:]))
+    except DataError as found:
+        return PredictError(str(found))
+    return PredictError(f"input {source.spec}: {_op_error_message(err)}")
+
+
+def _count_images(source: Source) -> int:
+    """Images in the input; TFRecords are counted without parsing (seconds for 7,038 photos)."""
+    if source.kind == "images":
+        return len(source.files)
+    dataset = tf.data.TFRecordDataset(list(source.files), num_parallel_reads=tf.data.AUTOTUNE)
     try:
         return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
     except tf.errors.OpError as err:
-        raise PredictError(f"cannot read TFRecords {files[0]}...: {err.message}") from err
-
-
-def _decode(data: tf.Tensor, what: tf.Tensor) -> tf.Tensor:
-    """RGB uint8 [H, W, 3] from JPEG/PNG bytes; anything else fails naming `what`."""
-    is_png = tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG")
-    check = tf.debugging.Assert(
-        tf.logical_or(tf.io.is_jpeg(data), is_png), ["not a JPEG or PNG image:", what]
-    )
-    with tf.control_dependencies([check]):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    return tf.ensure_shape(image, [None, None, 3])
-
-
-def _read_images(kind: str, files: list[str]) -> tf.data.Dataset:
-    """(name, uint8 [H, W, 3]) in a deterministic order; name = file name or record image_name."""
-    if kind == "images":
-        paths = tf.data.Dataset.from_tensor_slices(files)
-        return paths.map(
-            lambda p: (p, _decode(tf.io.read_file(p), p)), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    features = {
-        "image_name": tf.io.FixedLenFeature([], tf.string),
-        "image": tf.io.FixedLenFeature([], tf.string),
-    }
-
-    def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        example = tf.io.parse_single_example(record, features)
-        return example["image_name"], _decode(example["image"], example["image_name"])
-
-    records = tf.data.TFRecordDataset(files)
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        raise _bad_input(source, 0, err) from err
 
 
 def _load_model(model_dir: str) -> tuple[object, Callable[[tf.Tensor], tf.Tensor]]:
@@ -130,10 +103,7 @@ def _load_model(model_dir: str) -> tuple[object, Callable[[tf.Tensor], tf.Tensor
 
 
 def _op_error_message(err: tf.errors.OpError) -> str:
-    """The useful line of a tf.data error (our asserts name the bad file)."""
-    failed = re.search(r"assertion failed: \[(.*?)\] \[(.*?)\]", err.message)
-    if failed:
-        return f"{failed.group(1)} {failed.group(2)}"
+    """The useful line of a TensorFlow error."""
     return re.sub(r"\{\{.*?\}\}\s*", "", err.message.strip().splitlines()[0])
 
 
@@ -220,10 +190,10 @@ def predict(
         raise PredictError(f"--output {output} is a file; give a folder or a path ending in .zip")
     if to_zip and tf.io.gfile.isdir(output):
         raise PredictError(f"--output {output} is a folder, not a .zip file")
-    kind, files, ignored = _list_inputs(input_spec)
-    if ignored and verbose:
-        print(f"ignoring {ignored} files in {input_spec} that are not JPEG/PNG images")
-    count = len(files) if kind == "images" else _count_records(files)
+    source = _find_inputs(input_spec)
+    if source.ignored and verbose:
+        print(f"ignoring {source.ignored} files in {input_spec} that are not JPEG/PNG images")
+    count = _count_images(source)
     if count == 0:
         raise PredictError(f"input {input_spec} holds no images")
     if to_zip and not allow_any_count and not KAGGLE_MIN_IMAGES <= count <= KAGGLE_MAX_IMAGES:
@@ -234,25 +204,10 @@ def predict(
         )
     loaded, translate = _load_model(model_dir)  # `loaded` owns the variables: keep it alive.
 
-    def resize(name: tf.Tensor, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        size = tf.shape(image)[:2]
-        image = tf.cond(
-            tf.reduce_all(tf.equal(size, image_size)),
-            lambda: image,
-            lambda: tf.cast(
-                tf.clip_by_value(
-                    tf.round(tf.image.resize(image, [image_size, image_size], antialias=True)),
-                    0,
-                    255,
-                ),
-                tf.uint8,
-            ),
-        )
-        return name, tf.ensure_shape(image, [image_size, image_size, 3])
-
     dataset = (
-        _read_images(kind, files)
-        .map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+        source.images()
+        .map(lambda name, image: (name, resize_square(image, image_size)),
+             num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(2)
     )
@@ -283,7 +238,8 @@ def predict(
             progress.update(written)
         ok = True
     except tf.errors.OpError as err:
-        raise PredictError(f"input {input_spec}: {_op_error_message(err)}") from err
+        # Batches come in file order, so the bad image is at or after the last one written.
+        raise _bad_input(source, written if source.kind == "images" else 0, err) from err
     finally:
         writer.close(ok)
     del loaded  # Only now may the SavedModel's variables go.

@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from matplotlib.text import Text
 
 from monet_tf import data
-from monet_tf.data.inspect import inspect
+from monet_tf.data.inspect import inspect, report_figure
 
 
 def run_cli(repo_root, *args: str) -> subprocess.CompletedProcess:
@@ -105,3 +106,38 @@ def test_bad_arguments_are_named(sample_dir, tmp_path):
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(data.DataError, match="is a directory"):
         inspect(sources, report, str(tmp_path / "dir.png"))
+
+
+def test_rows_are_labelled_by_domain_and_the_sources_sit_in_a_footer(tmp_path):
+    """No text naming the photo source may stand above the paintings; both sources are in one
+    footer under everything else; each row's label sits left of its own row."""
+    _solid_images(tmp_path / "monet", (200, 40, 40), [(64, 64)] * 4)
+    _solid_images(tmp_path / "photo", (40, 40, 200), [(64, 64)] * 4)
+    sources = data.find_sources(monet=str(tmp_path / "monet"), photo=str(tmp_path / "photo"))
+    report = data.validate(sources)
+    looks = inspect(sources, report, str(tmp_path / "report.png"), num_images=4, image_size=32)
+    fig = report_figure(sources, report, looks, image_size=32)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    def box(artist):
+        return artist.get_window_extent(renderer)
+
+    sample_axes = [ax for ax in fig.axes if ax.get_images()]
+    rows = {"Monet": [], "Photo": []}
+    for ax in sample_axes:  # The Monet row is drawn first, above the photos.
+        rows["Monet" if ax.get_images()[0].get_array()[0, 0, 0] == 200 else "Photo"].append(box(ax))
+    assert len(rows["Monet"]) == len(rows["Photo"]) == 4
+    texts = [t for t in fig.findobj(Text) if t.get_text()]
+    photo_source, monet_source = sources.photo.describe(), sources.monet.describe()
+    for text in texts:  # Under every axes, so above neither the paintings nor the photos.
+        if str(tmp_path / "photo") in text.get_text():
+            assert box(text).y1 <= min(box(ax).y0 for ax in fig.axes), text.get_text()
+    (footer,) = [t for t in texts if photo_source in t.get_text()]
+    assert monet_source in footer.get_text()
+    for label, boxes in rows.items():
+        (text,) = [t for t in texts if t.get_text() == label]
+        label_box = box(text)
+        assert label_box.x1 <= min(b.x0 for b in boxes), label
+        assert min(b.y0 for b in boxes) <= (label_box.y0 + label_box.y1) / 2 <= max(
+            b.y1 for b in boxes), label

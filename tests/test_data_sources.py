@@ -46,7 +46,9 @@ def test_tfrec_folders_win_over_jpg_folders(shared_data):
     assert len(found.monet.files) == 5 and len(found.photo.files) == 20
     jpg = data.find_sources(monet=str(shared_data / "monet_jpg"),
                             photo=str(shared_data / "photo_jpg"))
-    assert (len(jpg.monet.files), len(jpg.photo.files)) == (300, 100)
+    # Counted, not fixed: a local copy of photo_jpg may be trimmed (Kaggle's has 7,038).
+    on_disk = [len(list((shared_data / f"{d}_jpg").glob("*.jpg"))) for d in ("monet", "photo")]
+    assert [len(jpg.monet.files), len(jpg.photo.files)] == on_disk and min(on_disk) > 0
 
 
 def test_explicit_specs_dir_glob_single_file_and_image_folder(sample_dir, tmp_path):

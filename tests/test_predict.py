@@ -11,9 +11,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from monet_tf import data
 from monet_tf.export import export_generator
 from monet_tf.models.generators import build_generator
-from monet_tf.predict import PredictError, predict
+from monet_tf.predict import KAGGLE_MAX_IMAGES, KAGGLE_MIN_IMAGES, PredictError, predict
+from tests.data_files import encode, gradient, write_images, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +96,15 @@ def test_cli_tfrecords_to_zip(repo_root, model_dir, tmp_path, shared_data):
 
 
 def test_cli_refuses_kaggle_zip_outside_7000_to_10000(repo_root, model_dir, tmp_path, shared_data):
+    photos = shared_data / "photo_jpg"
+    count = len(list(photos.glob("*.jpg")))
+    if KAGGLE_MIN_IMAGES <= count <= KAGGLE_MAX_IMAGES:
+        pytest.skip(f"{photos} holds {count} photos, a valid submission count")
     out = tmp_path / "images.zip"
-    result = run_cli(repo_root, "--model", model_dir, "--input", str(shared_data / "photo_jpg"),
+    result = run_cli(repo_root, "--model", model_dir, "--input", str(photos),
                      "--output", str(out))
     assert result.returncode != 0
-    assert "has 100 images" in result.stderr and "7,000 to 10,000" in result.stderr
+    assert f"has {count} images" in result.stderr and "7,000 to 10,000" in result.stderr
     assert "--allow_any_count" in result.stderr
     assert not out.exists()
 
@@ -133,7 +139,7 @@ def test_bad_inputs_name_the_path(repo_root, model_dir, tmp_path):
     with pytest.raises(PredictError, match=f"{photos} is not a SavedModel"):
         predict(str(photos), str(photos), out)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PredictError, match="empty holds no JPEG/PNG images"):
+    with pytest.raises(PredictError, match="empty: the folder has no TFRecords"):
         predict(model_dir, str(tmp_path / "empty"), out)
     with pytest.raises(PredictError, match="nothing-here.* matches no files"):
         predict(model_dir, str(tmp_path / "nothing-here*.tfrec"), out)
@@ -141,9 +147,70 @@ def test_bad_inputs_name_the_path(repo_root, model_dir, tmp_path):
     with pytest.raises(PredictError, match="a-file is a file"):
         predict(model_dir, str(photos), str(tmp_path / "a-file"))
     (photos / "broken.jpg").write_bytes(b"this is not a JPEG")
-    with pytest.raises(PredictError, match="not a JPEG or PNG image: .*broken.jpg"):
+    with pytest.raises(PredictError, match=r"broken.jpg: record 0 \(broken\) is not a decodable"):
         predict(model_dir, str(photos), out, verbose=False)
     result = run_cli(repo_root, "--model", str(tmp_path / "missing"), "--input", str(photos),
                      "--output", out)
     assert result.returncode == 2
     assert "missing' is not a folder" in result.stderr
+
+
+def test_output_pixels_are_the_models_translation_not_the_input(model_dir, tmp_path):
+    """Each JPEG written is the SavedModel's output on the resized input, not the input itself.
+
+    The untrained generator's output is grainy, so the reference is that output through the same
+    JPEG encoding; the written file must then match it to within decoder rounding.
+    """
+    photos = tmp_path / "photos"
+    write_images(photos, {"square.png": encode(gradient(64, 64)),
+                          "wide.png": encode(gradient(60, 90)[:, ::-1])})  # Resized to 64x64.
+    out = tmp_path / "monet"
+    assert predict(model_dir, str(photos), str(out), image_size=64, quality=95,
+                   verbose=False) == 2
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    for name in ("square", "wide"):
+        pixels = data.decode_rgb(tf.io.read_file(str(photos / f"{name}.png")))
+        image = data.resize_square(pixels, 64)
+        (translated,) = serve(image[None]).values()
+        expected = tf.io.decode_jpeg(tf.io.encode_jpeg(translated[0], quality=95)).numpy()
+        written = np.asarray(Image.open(out / f"{name}.jpg"), np.int32)
+        assert written.shape == expected.shape == (64, 64, 3)
+        assert np.abs(written - expected.astype(np.int32)).mean() < 3, name
+        assert np.abs(written - image.numpy().astype(np.int32)).mean() > 20, name
+
+
+def test_a_bad_image_gets_the_same_message_from_predict_and_training(model_dir, tmp_path):
+    """A .jpg holding text: predict names it exactly as training's data validation does."""
+    photos = tmp_path / "photos"
+    for i in range(3):
+        save_image(photos / f"p{i}.jpg", (64, 64), seed=i)
+    (photos / "p1_notes.jpg").write_text("a text file saved with the wrong extension")
+    monets = tmp_path / "monets"
+    save_image(monets / "m.jpg", (64, 64))
+    with pytest.raises(data.DataError) as from_training:
+        data.validate(data.find_sources(monet=str(monets), photo=str(photos)))
+    with pytest.raises(PredictError) as from_predict:
+        predict(model_dir, str(photos), str(tmp_path / "out"), batch_size=2, image_size=64,
+                verbose=False)
+    assert str(from_predict.value) == str(from_training.value)
+    message = str(from_training.value)
+    assert message.startswith(f"{photos / 'p1_notes.jpg'}: record 0 (p1_notes) is not a "
+                              "decodable image: ")
+    assert "{{" not in message and "[Op:" not in message  # TensorFlow's reason, undecorated.
+
+
+def test_a_bad_record_gets_the_same_message_from_predict_and_training(model_dir, tmp_path):
+    """A TFRecord whose third record holds text, not an image: the same file, record and name."""
+    good = [(f"p{i}", encode(gradient(64, 64))) for i in range(3)]
+    shard = write_shard(tmp_path / "photo" / "photo00-4.tfrec",
+                        good[:2] + [("scribble", b"not pixels")] + good[2:])
+    monets = tmp_path / "monets"
+    save_image(monets / "m.jpg", (64, 64))
+    with pytest.raises(data.DataError) as from_training:
+        data.validate(data.find_sources(monet=str(monets), photo=str(shard.parent)))
+    with pytest.raises(PredictError) as from_predict:
+        predict(model_dir, str(shard.parent), str(tmp_path / "out"), batch_size=2, image_size=64,
+                verbose=False)
+    assert str(from_predict.value) == str(from_training.value)
+    assert str(from_training.value).startswith(
+        f"{shard}: record 2 (scribble) is not a decodable image: ")

@@ -22,11 +22,11 @@ from monet_tf.data.sources import (
     read_image_files,
     source_from_spec,
 )
-from monet_tf.data.validate import DataReport, DomainReport, validate
+from monet_tf.data.validate import DataReport, DomainReport, check_records, validate
 
 __all__ = [
-    "DataError", "DataReport", "DataSources", "DomainReport", "Source", "augment", "decode_rgb",
-    "eval_images", "find_sources", "heldout_photos", "read_image_files", "resize_square",
-    "source_from_spec", "steps_per_epoch", "to_float", "to_uint8", "train_dataset",
-    "train_photo_count", "validate",
+    "DataError", "DataReport", "DataSources", "DomainReport", "Source", "augment", "check_records",
+    "decode_rgb", "eval_images", "find_sources", "heldout_photos", "read_image_files",
+    "resize_square", "source_from_spec", "steps_per_epoch", "to_float", "to_uint8",
+    "train_dataset", "train_photo_count", "validate",
 ]

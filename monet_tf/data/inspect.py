@@ -6,9 +6,10 @@ r"""A look at a data set before training: sample grid, per-channel colour histog
 
 The data is found and checked exactly as training does (find_sources, then validate), so a bad
 file stops here with the same message. The report is one PNG: a row of unaugmented samples per
-domain, the R, G, B histograms of each domain at training resolution, and a line of counts and
-original image sizes. Samples and histogram images are drawn at random (by --seed) from the usable
-records, held-out photos included, and only the chosen records are decoded.
+domain, labelled at its left, the R, G, B histograms of each domain at training resolution, a line
+of counts and original image sizes, and the two sources in a footer. Samples and histogram images
+are drawn at random (by --seed) from the usable records, held-out photos included, and only the
+chosen records are decoded.
 """
 
 from __future__ import annotations
@@ -116,13 +117,18 @@ def summary(report: DataReport, looks: dict[str, DomainLook]) -> str:
     return "\n".join(lines)
 
 
-def _draw(looks: dict[str, DomainLook], title: str, text: str, image_size: int) -> Figure:
+def report_figure(sources: DataSources, report: DataReport, looks: dict[str, DomainLook],
+                  image_size: int) -> Figure:
+    """Sample rows labelled by domain, the histograms, the counts, and the sources in a footer.
+
+    The sources go in a footer: above the sample rows, the photo source read as a caption of the
+    paintings under it.
+    """
     columns = max(1, min(GRID_COLUMNS, max(len(look.samples) for look in looks.values())))
     rows = {d: max(1, math.ceil(len(looks[d].samples) / columns)) for d in DOMAINS}
     grid_rows = sum(rows.values())
-    fig = Figure(figsize=(1.6 * max(columns, 5), 1.6 * grid_rows + 3.4), layout="constrained")
+    fig = Figure(figsize=(1.6 * max(columns, 5), 1.6 * grid_rows + 3.8), layout="constrained")
     FigureCanvasAgg(fig)
-    fig.suptitle(title, fontsize=10)
     top, bottom = fig.subfigures(2, 1, height_ratios=[1.6 * grid_rows, 3.0])
     axes = top.subplots(grid_rows, columns, squeeze=False)
     row = 0
@@ -139,7 +145,7 @@ def _draw(looks: dict[str, DomainLook], title: str, text: str, image_size: int) 
                 if i < len(samples):
                     ax.imshow(samples[i], interpolation="nearest")
             if r == 0:
-                axes[row, 0].set_ylabel(TITLES[domain], fontsize=11)
+                axes[row, 0].set_ylabel(TITLES[domain], fontsize=11, fontweight="bold")
         row += rows[domain]
     hist_axes = bottom.subplots(1, 2)
     densities = {d: looks[d].histogram / np.maximum(looks[d].histogram.sum(axis=1, keepdims=True), 1)
@@ -159,7 +165,8 @@ def _draw(looks: dict[str, DomainLook], title: str, text: str, image_size: int) 
         ax.set_xlabel("pixel value")
         ax.legend(fontsize=7, frameon=False, loc="upper left")
     hist_axes[0].set_ylabel("fraction of pixels")
-    bottom.supxlabel(text, fontsize=8, ha="center")
+    bottom.supxlabel(summary(report, looks), fontsize=8, ha="center")
+    fig.supxlabel("\n".join(sources[d].describe() for d in DOMAINS), fontsize=8, color="0.3")
     return fig
 
 
@@ -181,8 +188,7 @@ def inspect(sources: DataSources, report: DataReport, out: str, num_images: int 
     check_arguments(out, num_images, hist_images)
     looks = {d: look_at_domain(sources, report, d, num_images, hist_images, image_size, seed)
              for d in DOMAINS}
-    title = "   ".join(sources[d].describe() for d in DOMAINS)
-    fig = _draw(looks, title, summary(report, looks), image_size)
+    fig = report_figure(sources, report, looks, image_size)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     parent = out.rsplit("/", 1)[0] if "/" in out else ""

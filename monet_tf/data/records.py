@@ -1,11 +1,14 @@
-"""The competition's TFRecord schema: image_name, image (JPEG bytes), target; all tf.string."""
+"""The competition's TFRecord schema: image_name, image (JPEG bytes), target; all tf.string.
+
+Records without a target (written by other tools) still parse: only the name and image are read.
+"""
 
 import tensorflow as tf
 
 FEATURES = {
     "image_name": tf.io.FixedLenFeature([], tf.string),
     "image": tf.io.FixedLenFeature([], tf.string),
-    "target": tf.io.FixedLenFeature([], tf.string),
+    "target": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 

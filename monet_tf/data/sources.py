@@ -29,12 +29,16 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """One domain's images: `kind` is tfrecord, images or tfds; `files` sorted (empty for tfds)."""
+    """One domain's images: `kind` is tfrecord, images or tfds; `files` sorted (empty for tfds).
+
+    `ignored` counts the other files found under an image folder, so tools can say what they skip.
+    """
 
     domain: str
     kind: str
     spec: str
     files: tuple[str, ...] = ()
+    ignored: int = 0
 
     def describe(self) -> str:
         where = f"{len(self.files)} files" if self.files else self.spec
@@ -47,8 +51,10 @@ class Source:
         if self.kind == "tfrecord":
             return tf.data.TFRecordDataset(list(self.files)).map(records.parse)
         names = [pathlib.Path(f).stem for f in self.files]
+        # Parallel reads: one file at a time would be slow on gs://.
         return tf.data.Dataset.from_tensor_slices((names, list(self.files))).map(
-            lambda name, path: (name, tf.io.read_file(path)))
+            lambda name, path: (name, tf.io.read_file(path)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def images(self) -> tf.data.Dataset:
         """(name, uint8 [H, W, 3]) in file order, decoded in parallel."""
@@ -74,12 +80,21 @@ def _is_dir(path: str) -> bool:
     return tf.io.gfile.isdir(path)
 
 
+def _walk(folder: str, extensions: tuple[str, ...]) -> tuple[list[str], int]:
+    """(sorted files under `folder` whose names end in `extensions`, count of the other files)."""
+    found, others = [], 0
+    for root, _, names in tf.io.gfile.walk(folder):
+        for name in names:
+            if name.lower().endswith(extensions):
+                found.append(os.path.join(root, name))
+            else:
+                others += 1
+    return sorted(found), others
+
+
 def list_recursive(folder: str, extensions: tuple[str, ...]) -> list[str]:
     """Files under `folder` (local or gs://, any depth) whose names end in `extensions`, sorted."""
-    found = []
-    for root, _, names in tf.io.gfile.walk(folder):
-        found += [os.path.join(root, n) for n in names if n.lower().endswith(extensions)]
-    return sorted(found)
+    return _walk(folder, extensions)[0]
 
 
 def source_from_spec(spec: str, domain: str, flag: str) -> Source:
@@ -91,14 +106,18 @@ def source_from_spec(spec: str, domain: str, flag: str) -> Source:
                            if f.lower().endswith(TFRECORD_EXTENSIONS))
         if tfrecords:
             return Source(domain, "tfrecord", spec, tuple(tfrecords))
-        images = list_recursive(spec, IMAGE_EXTENSIONS)
+        images, others = _walk(spec, IMAGE_EXTENSIONS)
         if images:
-            return Source(domain, "images", spec, tuple(images))
+            return Source(domain, "images", spec, tuple(images), others)
         raise DataError(f"{flag}={spec}: the folder has no TFRecords "
                         f"({', '.join(TFRECORD_EXTENSIONS)}) and no images "
                         f"({', '.join(IMAGE_EXTENSIONS)})")
     if any(ch in spec for ch in "*?["):
-        files = sorted(tf.io.gfile.glob(spec))
+        # Folders a glob matches are no input; only names without a known extension are checked
+        # (one request each on gs://).
+        known = IMAGE_EXTENSIONS + TFRECORD_EXTENSIONS
+        files = sorted(f for f in tf.io.gfile.glob(spec)
+                       if f.lower().endswith(known) or not _is_dir(f))
         if not files:
             raise DataError(f"{flag}={spec}: the glob matches no files")
     elif tf.io.gfile.exists(spec):

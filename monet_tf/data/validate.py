@@ -7,6 +7,7 @@ record by record, to name the exact record (or, with skip_bad_records, to count 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -65,6 +66,12 @@ def _fast_scan(source: Source, files) -> tuple[list[bytes], np.ndarray]:
     return names, (np.concatenate(shapes) if shapes else np.zeros([0, 2], np.int32))
 
 
+def _reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's own words for what is wrong, without the op and device decorations."""
+    message = re.sub(r"\{\{.*?\}\}\s*", "", error.message).split(";")[0]
+    return re.sub(r"\s*\[Op:\w+\].*$", "", message, flags=re.S).strip()
+
+
 def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
     """Record by record through one file: (names, bad (path, index) pairs, the index from which
     the file cannot be read or None)."""
@@ -78,7 +85,8 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
         except StopIteration:
             break
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            what = f"{path}: record {index} is unreadable (truncated or not a TFRecord): {e.message}"
+            what = (f"{path}: record {index} is unreadable (truncated or not a TFRecord): "
+                    f"{_reason(e)}")
             if not skip:
                 raise DataError(what) from None
             logging.warning("skipping the rest of %s from record %d: %s", path, index, e.message)
@@ -88,7 +96,7 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
             height, width = _shape_of(data).numpy()
         except tf.errors.InvalidArgumentError as e:
             problem = f"record {index} ({name.numpy().decode()}) is not a decodable image: " \
-                      f"{e.message.split(';')[0]}"
+                      f"{_reason(e)}"
         else:
             problem = None
             if min(height, width) < min_size:
@@ -126,6 +134,15 @@ def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[bytes], list,
                 unreadable.append((path, cut))
         all_names += names
     return all_names, all_bad, unreadable
+
+
+def check_records(source: Source, min_image_size: int = 1) -> None:
+    """Raises the DataError validate would for the first bad record of `source`, if it has one.
+
+    For tools that stream the data without validating it first (predict) and hit a decode error
+    mid-run: their message then names the file and record exactly as training's does.
+    """
+    _scan(source, min_image_size, skip=False)
 
 
 def _heldout_threshold(names: list[bytes], fraction: float) -> tuple[int, int]:
