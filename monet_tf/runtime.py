@@ -51,23 +51,28 @@ class Runtime:
             raise StrategyError(
                 "--config.train.mixed_precision=mixed_float16 needs loss scaling, which monet_tf "
                 "does on the TensorFlow backend only; on JAX use mixed_bfloat16 or float32")
-        if policy == "auto":
-            bf16 = self.device_kind == "tpu" or (self.compute_capability or 0.0) >= 8.0
-            policy = "mixed_bfloat16" if bf16 else "float32"
+        if policy == "auto":  # No loss scaling on JAX: float32 on 7.x GPUs.
+            policy = tf_strategies.auto_precision(self.device_kind, self.compute_capability,
+                                                  loss_scaling=False)
         keras.config.set_dtype_policy(policy)
         return policy
 
-    def use_xla(self, setting) -> bool:
-        """train.jit_compile: auto | true | false. On JAX the step is always one XLA program
-        unless `false` (op by op, for debugging)."""
+    def xla(self, setting) -> tuple[bool, str]:
+        """(jit_compile, a note for the console) for train.jit_compile: auto | true | false.
+        On JAX the step is always one XLA program unless `false` (op by op, for debugging)."""
         if self.backend == "tensorflow":
-            return tf_strategies.use_xla(setting, self.tf_strategy)
+            return tf_strategies.xla_choice(setting, tf_strategies.kind_of(self.tf_strategy),
+                                            self.device_kind)
         value = str(setting).lower()
         if value not in tf_strategies.JIT_SETTINGS:
             raise StrategyError(
                 f"--config.train.jit_compile={setting!r} is not one of "
                 f"{', '.join(tf_strategies.JIT_SETTINGS)}")
-        return value != "false"
+        on = value != "false"
+        return on, f"XLA {'on' if on else 'off'}"
+
+    def use_xla(self, setting) -> bool:
+        return self.xla(setting)[0]
 
     def describe(self) -> str:
         shown = ", ".join(self.devices[:8]) + (" ..." if len(self.devices) > 8 else "")
@@ -106,8 +111,9 @@ def from_tf_strategy(strategy, name: str | None = None) -> Runtime:
         devices = [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
     kind = "tpu" if "TPU" in type(strategy).__name__.upper() else (
         "gpu" if any("GPU" in d.upper() for d in devices) else "cpu")
+    capability = tf_strategies.gpu_compute_capability() if kind == "gpu" else None
     return Runtime("tensorflow", name or kind, devices, strategy.num_replicas_in_sync,
-                   tf_strategy=strategy, device_kind=kind)
+                   tf_strategy=strategy, device_kind=kind, compute_capability=capability)
 
 
 def current() -> Runtime:

@@ -20,10 +20,25 @@ class StrategyError(RuntimeError):
     """The requested strategy cannot run on this machine; the message names the flag."""
 
 
+def strategy_kind(name: str, gpus: int, cpu_replicas: int = 1, multi_worker: bool = False) -> str:
+    """default | mirrored | multi_worker | tpu: which tf.distribute strategy `--strategy` means.
+
+    One GPU trains under the default strategy: a MirroredStrategy over one device only adds
+    merge calls and keeps XLA off (see use_xla).
+    """
+    if name == "tpu":
+        return "tpu"
+    if multi_worker:
+        return "multi_worker"
+    devices = gpus if name == "gpu" else cpu_replicas
+    return "mirrored" if devices > 1 else "default"
+
+
 def get_strategy(name: str, tpu: str = "", cpu_replicas: int = 1) -> tf.distribute.Strategy:
     """tpu: TPUStrategy (tpu="" or "local": this TPU VM; else a TPU name or grpc:// address).
-    gpu: MirroredStrategy over all GPUs. cpu: the default strategy, or MirroredStrategy over
-    cpu_replicas logical CPU devices. With TF_CONFIG set, gpu/cpu use MultiWorkerMirroredStrategy.
+    gpu: the default strategy on one GPU, MirroredStrategy over several. cpu: the default
+    strategy, or MirroredStrategy over cpu_replicas logical CPU devices. With TF_CONFIG set,
+    gpu/cpu use MultiWorkerMirroredStrategy.
     """
     if name not in STRATEGIES:
         raise StrategyError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
@@ -31,18 +46,21 @@ def get_strategy(name: str, tpu: str = "", cpu_replicas: int = 1) -> tf.distribu
         raise StrategyError(f"--cpu_replicas={cpu_replicas} must be >= 1")
     if name == "tpu":
         return _tpu_strategy(tpu or "local")
-    if name == "gpu" and not tf.config.list_physical_devices("GPU"):
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if name == "gpu" and not gpus:
         raise StrategyError(
             "--strategy=gpu but TensorFlow sees no GPU (check the CUDA install / "
             "CUDA_VISIBLE_DEVICES), or use --strategy=cpu"
         )
     if os.environ.get("TF_CONFIG"):
         _check_tf_config()
+    kind = strategy_kind(name, gpus, cpu_replicas, multi_worker=bool(os.environ.get("TF_CONFIG")))
+    if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "default":
+        return tf.distribute.get_strategy()
     if name == "gpu":
         return tf.distribute.MirroredStrategy()
-    if cpu_replicas == 1:
-        return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy(_logical_cpus(cpu_replicas))
 
 
@@ -101,52 +119,97 @@ def cpu_has_native_bfloat16() -> bool:
     return False
 
 
-def _mirrored_over_local_cpus(strategy: tf.distribute.Strategy) -> bool:
-    """XLA cannot address variables of a second logical CPU device (TF known issue)."""
-    if not isinstance(strategy, tf.distribute.MirroredStrategy):
-        return False
-    devices = strategy.extended.worker_devices
-    return len(devices) > 1 and all("CPU" in d.upper() for d in devices)
+def kind_of(strategy: tf.distribute.Strategy) -> str:
+    """strategy_kind's name for a strategy object."""
+    if isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy)):
+        return "tpu"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
 
 
-def use_xla(setting, strategy: tf.distribute.Strategy) -> bool:
-    """train.jit_compile: true | false | auto. auto compiles the step with XLA on TPU and GPU but
-    not on a CPU-only host, where TensorFlow's oneDNN kernels run it faster than XLA:CPU does
-    (0.76-0.78x with XLA in bench/train_step.py), as Keras' own jit_compile="auto" decides.
-    Mirrored over logical CPU devices never uses XLA, whatever the setting."""
+def xla_choice(setting, kind: str, device_kind: str) -> tuple[bool, str]:
+    """(jit_compile for Keras, why) from train.jit_compile and where the step runs.
+
+    - TPUStrategy compiles the whole step with XLA by itself; TF advises against jit_compile
+      there, so it stays False whatever the setting.
+    - Mirrored and multi-worker strategies never use XLA: keras#21366 (mixed_float16 +
+      MirroredStrategy + jit_compile fails in the LossScaleOptimizer's cond) and keras#19005
+      (resource errors across devices); Keras' own jit_compile="auto" turns it off there too.
+    - The default strategy: auto is XLA on a GPU, off on a CPU, where oneDNN runs the step
+      faster than XLA:CPU (0.76-0.78x with XLA in bench/train_step.py); true/false win.
+    """
     value = str(setting).lower()
     if value not in JIT_SETTINGS:
         raise StrategyError(
             f"--config.train.jit_compile={setting!r} is not one of {', '.join(JIT_SETTINGS)}"
         )
-    if _mirrored_over_local_cpus(strategy):
-        return False
-    if value == "auto":
-        return isinstance(strategy, tf.distribute.TPUStrategy) or bool(
-            tf.config.list_physical_devices("GPU")
-        )
-    return value == "true"
+    if kind == "tpu":
+        return False, "XLA by TPUStrategy"
+    if kind in ("mirrored", "multi_worker"):
+        note = " (jit_compile=true ignored: keras#21366, keras#19005)" if value == "true" else ""
+        return False, f"XLA off under {kind} strategy{note}"
+    on = device_kind == "gpu" if value == "auto" else value == "true"
+    return on, f"XLA {'on' if on else 'off'}"
+
+
+def _device_kind(strategy: tf.distribute.Strategy) -> str:
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def use_xla(setting, strategy: tf.distribute.Strategy) -> bool:
+    """train.jit_compile for `strategy` on this host: see xla_choice."""
+    return xla_choice(setting, kind_of(strategy), _device_kind(strategy))[0]
+
+
+def auto_precision(device_kind: str, compute_capability: float | None = None,
+                   cpu_bfloat16: bool = False, loss_scaling: bool = True) -> str:
+    """train.mixed_precision=auto for a device.
+
+    TPU: mixed_bfloat16. GPU: mixed_bfloat16 from compute capability 8.0 (Ampere on; no loss
+    scaling needed), mixed_float16 with loss scaling on 7.x (V100, T4: float16 tensor cores but
+    no bfloat16), float32 below or where loss scaling is unavailable (JAX). CPU: mixed_bfloat16
+    with native bfloat16, else float32.
+    """
+    if device_kind == "tpu":
+        return "mixed_bfloat16"
+    if device_kind == "gpu":
+        capability = compute_capability or 0.0
+        if capability >= 8.0:
+            return "mixed_bfloat16"
+        if capability >= 7.0 and loss_scaling:
+            return "mixed_float16"
+        return "float32"
+    return "mixed_bfloat16" if cpu_bfloat16 else "float32"
+
+
+def gpu_compute_capability() -> float | None:
+    """The first GPU's compute capability as major.minor (7.5 for a T4), None without a GPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    major, minor = tf.config.experimental.get_device_details(gpus[0]).get(
+        "compute_capability", (0, 0))
+    return float(f"{major}.{minor}")
 
 
 def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
-    """Sets Keras' global dtype policy and returns its name.
+    """Sets Keras' global dtype policy and returns its name; auto as in auto_precision.
 
-    auto: mixed_bfloat16 on TPU and on CPUs with native bfloat16, mixed_float16 on GPU, float32
-    otherwise. Set it before building the models. Under mixed_float16 CycleGAN.compile wraps each
-    optimizer in a LossScaleOptimizer; networks end in float32 layers and losses are computed in
-    float32.
+    Set it before building the models. Under mixed_float16 CycleGAN.compile turns on dynamic
+    loss scaling (one scale per loss); networks end in float32 layers and losses are computed
+    in float32.
     """
     if policy not in POLICIES:
         raise StrategyError(f"mixed_precision={policy!r} is not one of {', '.join(POLICIES)}")
     if policy == "auto":
-        if isinstance(strategy, tf.distribute.TPUStrategy):
-            policy = "mixed_bfloat16"
-        elif tf.config.list_physical_devices("GPU"):
-            policy = "mixed_float16"
-        elif cpu_has_native_bfloat16():
-            policy = "mixed_bfloat16"
+        if kind_of(strategy) == "tpu":
+            policy = auto_precision("tpu")
         else:
-            policy = "float32"
+            policy = auto_precision(_device_kind(strategy), gpu_compute_capability(),
+                                    cpu_has_native_bfloat16())
     keras.config.set_dtype_policy(policy)
     log.info("mixed precision policy: %s", policy)
     return policy

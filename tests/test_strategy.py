@@ -6,8 +6,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from monet_tf.strategy import (StrategyError, cpu_has_native_bfloat16, get_strategy,
-                               set_mixed_precision, use_xla)
+from monet_tf.strategy import (StrategyError, auto_precision, cpu_has_native_bfloat16,
+                               get_strategy, kind_of, set_mixed_precision, strategy_kind,
+                               use_xla, xla_choice)
 
 
 def test_cpu_default_and_mirrored():
@@ -61,10 +62,71 @@ def test_cpu_bfloat16_detection_matches_cpuinfo():
 
 
 def test_use_xla_auto_is_off_on_a_cpu_only_host_and_explicit_values_win():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: auto means XLA on here")
     strategy = tf.distribute.get_strategy()
-    assert not tf.config.list_physical_devices("GPU")
     assert use_xla("auto", strategy) is False
     assert use_xla("true", strategy) is True and use_xla(True, strategy) is True
     assert use_xla("False", strategy) is False
     with pytest.raises(StrategyError, match="--config.train.jit_compile='yes' is not one of auto"):
         use_xla("yes", strategy)
+
+
+def test_strategy_kind_per_device_count():
+    """One GPU trains under the default strategy; Mirrored only over several devices."""
+    assert strategy_kind("gpu", gpus=1) == "default"
+    assert strategy_kind("gpu", gpus=2) == "mirrored"
+    assert strategy_kind("cpu", gpus=2) == "default"
+    assert strategy_kind("cpu", gpus=0, cpu_replicas=2) == "mirrored"
+    assert strategy_kind("gpu", gpus=1, multi_worker=True) == "multi_worker"
+    assert strategy_kind("tpu", gpus=0) == "tpu"
+
+
+def test_kind_of_real_strategies(two_cpu_strategy):
+    assert kind_of(tf.distribute.get_strategy()) == "default"
+    assert kind_of(two_cpu_strategy) == "mirrored"
+
+
+@pytest.mark.parametrize("setting,kind,device,expected", [
+    ("auto", "default", "gpu", True),
+    ("auto", "default", "cpu", False),
+    ("true", "default", "cpu", True),
+    ("false", "default", "gpu", False),
+    # TPUStrategy compiles the step itself: jit_compile stays off whatever the setting.
+    ("auto", "tpu", "tpu", False),
+    ("true", "tpu", "tpu", False),
+    # keras#21366 / keras#19005: never XLA under Mirrored or multi-worker, on any device.
+    ("auto", "mirrored", "gpu", False),
+    ("true", "mirrored", "gpu", False),
+    ("true", "multi_worker", "gpu", False),
+])
+def test_xla_choice_per_strategy_and_device(setting, kind, device, expected):
+    on, note = xla_choice(setting, kind, device)
+    assert on is expected
+    if kind == "tpu":
+        assert note == "XLA by TPUStrategy"
+    if kind != "default" and setting == "true" and kind != "tpu":
+        assert "ignored" in note and "keras#21366" in note
+
+
+@pytest.mark.parametrize("device,capability,cpu_bf16,loss_scaling,expected", [
+    ("tpu", None, False, True, "mixed_bfloat16"),
+    ("gpu", 9.0, False, True, "mixed_bfloat16"),  # H100
+    ("gpu", 8.0, False, True, "mixed_bfloat16"),  # A100
+    ("gpu", 7.5, False, True, "mixed_float16"),  # T4
+    ("gpu", 7.0, False, True, "mixed_float16"),  # V100
+    ("gpu", 7.5, False, False, "float32"),  # T4 on JAX: no loss scaling there
+    ("gpu", 6.0, False, True, "float32"),  # P100
+    ("cpu", None, True, True, "mixed_bfloat16"),
+    ("cpu", None, False, True, "float32"),
+])
+def test_auto_precision_per_device(device, capability, cpu_bf16, loss_scaling, expected):
+    assert auto_precision(device, capability, cpu_bf16, loss_scaling) == expected
+
+
+def test_tpu_without_a_tpu_says_what_to_do():
+    with pytest.raises(StrategyError) as err:
+        get_strategy("tpu")
+    message = str(err.value)
+    assert "--strategy=tpu" in message and "--backend=jax" in message
+    assert "tensorflow-tpu" in message

@@ -203,8 +203,7 @@ def test_mixed_precision_step_on_cpu(policy):
         cfg.model.ndf = 4
         model = build_cyclegan(cfg, steps_per_epoch=1, global_batch_size=1)
         assert model.photo_to_monet.layers[2].compute_dtype == policy.split("_")[1]
-        is_scaled = isinstance(model.photo_to_monet_optimizer, keras.optimizers.LossScaleOptimizer)
-        assert is_scaled == (policy == "mixed_float16")
+        assert (model.generator_loss_scale is not None) == (policy == "mixed_float16")
         history = model.fit(batches(global_batch=1, n=1), epochs=1, verbose=0).history
         out = model.photo_to_monet(np.zeros((1, SIZE, SIZE, 3), "float32"))
     finally:
@@ -240,3 +239,63 @@ def test_checkpoint_resume(tmp_path):
     for name, ws in weights(model).items():
         for a, b in zip(ws, weights(fresh)[name]):
             np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def _sgd_model(loss_scaling):
+    """SGD at a small rate: the weights move by exactly -lr x gradient, so equal weights after
+    a step mean equal gradients (Adam would turn float noise into whole steps)."""
+    model = build_cyclegan(tiny_config(), steps_per_epoch=2, global_batch_size=2)
+    model.compile(*[keras.optimizers.SGD(1e-3) for _ in range(4)], jit_compile=False,
+                  loss_scaling=loss_scaling)
+    return model
+
+
+def test_loss_scaling_changes_nothing_but_the_scale(two_cpu_strategy):
+    """float32 compute, so only the scaling differs: 2 steps scaled (one and two replicas) give
+    the unscaled gradients, and each loss's scale stays put while its gradients are finite."""
+    start = weights(_sgd_model(False))
+    plain = _sgd_model(False)
+    plain.fit(batches(n=2), epochs=1, verbose=0)
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        with strategy.scope():
+            scaled = _sgd_model(True)
+        scaled.fit(batches(n=2), epochs=1, verbose=0)
+        for name, ws in weights(plain).items():
+            assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(ws, start[name])), name
+            for a, b in zip(ws, weights(scaled)[name]):
+                np.testing.assert_allclose(a, b, atol=2e-5, err_msg=name)
+        for loss_scale in (scaled.generator_loss_scale, scaled.critic_loss_scale):
+            assert float(loss_scale.scale.numpy()) == 2.0**15
+            assert int(loss_scale.good_steps.numpy()) == 2
+        assert int(scaled.photo_to_monet_optimizer.iterations.numpy()) == 2
+
+
+def test_non_finite_gradients_on_one_replica_skip_the_step_on_all(two_cpu_strategy):
+    """An infinite pixel in replica 1's photo only: both replicas skip (no weight moves), the
+    scales halve, and the step still counts (the schedule and the resume offset use it)."""
+    with two_cpu_strategy.scope():
+        model = _sgd_model(True)
+    start = weights(model)
+
+    def poison(photo, monet):
+        return tf.tensor_scatter_nd_update(photo, [[1, 0, 0, 0]], [np.inf]), monet
+
+    model.fit(batches(n=1).map(poison), epochs=1, verbose=0)
+    for name, ws in weights(model).items():
+        for a, b in zip(ws, start[name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert float(model.generator_loss_scale.scale.numpy()) == 2.0**14
+    for name in ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic"):
+        assert int(getattr(model, f"{name}_optimizer").iterations.numpy()) == 1, name
+
+
+def test_loss_scale_grows_after_a_run_of_finite_steps_and_never_drops_below_one():
+    from monet_tf.models.loss_scale import DynamicLossScale
+
+    loss_scale = DynamicLossScale(initial_scale=4.0, growth_steps=2)
+    seen = []
+    for finite in (True, True, True, False, False, False, False, True):
+        loss_scale.update(tf.constant(finite))
+        seen.append((float(loss_scale.scale.numpy()), int(loss_scale.good_steps.numpy())))
+    assert seen == [(4.0, 1), (8.0, 0), (8.0, 1), (4.0, 0), (2.0, 0), (1.0, 0), (1.0, 0),
+                    (1.0, 1)]

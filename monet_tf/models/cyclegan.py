@@ -17,6 +17,7 @@ from monet_tf.models.critics import build_critic
 from monet_tf.models.diffaugment import diff_augment, parse_policy
 from monet_tf.models.generators import build_generator, generator_multiple
 from monet_tf.models.image_pool import ImagePool
+from monet_tf.models.loss_scale import DynamicLossScale
 from monet_tf.models.schedules import LinearDecay
 
 METRICS = (
@@ -102,12 +103,14 @@ class CycleGAN(keras.Model):
         diffaugment: str = "",
         steps_per_execution: int = 1,
         jit_compile: bool = True,
+        loss_scaling: bool | None = None,
     ):
         """Optimizers (one per network) and loss settings.
 
-        identity_weight is a fraction of cycle_weight (the paper's 0.5 x lambda). Under a
-        mixed_float16 policy each optimizer is wrapped in a LossScaleOptimizer. The optimizers are
-        built here, so their slots exist before the first step (for fit and tf.train.Checkpoint).
+        identity_weight is a fraction of cycle_weight (the paper's 0.5 x lambda). loss_scaling
+        (None: on under a mixed_float16 policy; TensorFlow only) scales the generators' and the
+        critics' losses dynamically (models/loss_scale.py). The optimizers are built here, so
+        their slots exist before the first step (for fit and tf.train.Checkpoint).
         """
         optimizers = [
             photo_to_monet_optimizer,
@@ -117,15 +120,18 @@ class CycleGAN(keras.Model):
         ]
         if len({id(o) for o in optimizers}) != 4:
             raise ValueError("CycleGAN.compile needs four distinct optimizers, one per network")
-        if keras.config.dtype_policy().name == "mixed_float16":
+        if loss_scaling is None:
+            loss_scaling = keras.config.dtype_policy().name == "mixed_float16"
+        if any(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers):
+            raise ValueError("CycleGAN.compile takes plain optimizers: it scales each loss "
+                             "itself (loss_scaling)")
+        self.generator_loss_scale = self.critic_loss_scale = None
+        if loss_scaling:
             if _on_jax():
                 raise ValueError("mixed_float16 (loss scaling) is supported on the TensorFlow "
                                  "backend only; on JAX use mixed_bfloat16 or float32")
-            optimizers = [
-                o if isinstance(o, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(o, name=f"{o.name}_loss_scale")
-                for o in optimizers
-            ]
+            self.generator_loss_scale = DynamicLossScale(name="generator_loss_scale")
+            self.critic_loss_scale = DynamicLossScale(name="critic_loss_scale")
         (
             self.photo_to_monet_optimizer,
             self.monet_to_photo_optimizer,

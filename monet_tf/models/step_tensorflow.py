@@ -6,11 +6,11 @@ mean, so the gradients Keras' optimizers sum over replicas are those of the glob
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 from keras import ops
 
 from monet_tf.models.cyclegan import METRICS
+from monet_tf.models.loss_scale import count_nonfinite
 
 
 def train_step(model, data):
@@ -21,11 +21,11 @@ def train_step(model, data):
     global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape(persistent=True) as tape:
         terms = model.compute_losses(photo, monet, global_batch)
-    _apply(tape, terms["gen_total_loss"], [
+    _apply(tape, terms["gen_total_loss"], model.generator_loss_scale, [
         (model.photo_to_monet, model.photo_to_monet_optimizer),
         (model.monet_to_photo, model.monet_to_photo_optimizer),
     ])
-    _apply(tape, terms["critic_total_loss"], [
+    _apply(tape, terms["critic_total_loss"], model.critic_loss_scale, [
         (model.monet_critic, model.monet_critic_optimizer),
         (model.photo_critic, model.photo_critic_optimizer),
     ])
@@ -41,20 +41,45 @@ def train_step(model, data):
     return {name: tracker.result() for name, tracker in model.trackers.items()}
 
 
-def _apply(tape, loss, pairs):
-    """Gradients of `loss` for each (network, optimizer); one backward pass when unscaled."""
-    scaled = [isinstance(o, keras.optimizers.LossScaleOptimizer) for _, o in pairs]
-    if not any(scaled):
-        variables = [v for network, _ in pairs for v in network.trainable_variables]
-        grads = tape.gradient(loss, variables)
-        start = 0
-        for network, optimizer in pairs:
-            n = len(network.trainable_variables)
-            optimizer.apply(grads[start : start + n], network.trainable_variables)
-            start += n
+def _apply(tape, loss, loss_scale, pairs):
+    """One backward pass of `loss` for all its (network, optimizer) pairs, then each applies
+    its share. With a loss scale, the pass is seeded with the scale, and a step whose gradients
+    are not finite on any replica is skipped on every replica but still counted."""
+    variables = [v for network, _ in pairs for v in network.trainable_variables]
+    if loss_scale is None:
+        _apply_each(pairs, tape.gradient(loss, variables))
         return
+    scale = loss_scale.scale.value
+    grads = [g / scale for g in tape.gradient(loss, variables, output_gradients=scale)]
+    bad = count_nonfinite(grads)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        bad = context.all_reduce(tf.distribute.ReduceOp.SUM, bad)
+    finite = ops.equal(bad, 0.0)
+
+    def skip():
+        for _, optimizer in pairs:  # The step happened: the schedule and resume count it.
+            optimizer.iterations.assign_add(1)
+
+    if context is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, lambda: _apply_each(pairs, grads), skip)
+    else:
+        # A branch that applies gradients holds a merge call, which must not sit in a replica
+        # context's cond: decide in the cross-replica context, apply per replica (as Keras'
+        # LossScaleOptimizer does). Every replica's `finite` is the same all-reduced value.
+        def cross_replica(distribution, finite, grads):
+            tf.cond(distribution.experimental_local_results(finite)[0],
+                    lambda: distribution.extended.call_for_each_replica(
+                        _apply_each, args=(pairs, grads)),
+                    skip)
+
+        context.merge_call(cross_replica, args=(finite, grads))
+    loss_scale.update(finite)
+
+
+def _apply_each(pairs, grads):
+    start = 0
     for network, optimizer in pairs:
-        # Loss scaling as d(scale * loss) without re-recording: seed the backward pass with it.
-        scale = ops.cast(optimizer.scale_loss(ops.ones((), "float32")), "float32")
-        grads = tape.gradient(loss, network.trainable_variables, output_gradients=scale)
-        optimizer.apply(grads, network.trainable_variables)
+        n = len(network.trainable_variables)
+        optimizer.apply(grads[start : start + n], network.trainable_variables)
+        start += n
