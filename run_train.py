@@ -7,6 +7,7 @@ With no flags: the small demo config on the bundled sample, on CPU, in a few min
   python run_train.py --backend=jax --strategy=cpu --cpu_replicas=2  # JAX over 2 host devices
   python run_train.py --strategy=gpu --config=configs/gpu.py --data_dir=/path/to/gan-getting-started
   python run_train.py --config=configs/demo.py --config.train.epochs=3 --workdir=runs/try
+  python run_train.py --verbosity=0                     # with TensorFlow's and XLA's INFO logs
 
 Rerunning the same command with the same --workdir resumes from the latest checkpoint.
 """
@@ -15,12 +16,11 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
+from ml_collections import config_flags
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from monet_tf.backend import BACKEND_HELP, BackendError, select_backend  # noqa: E402
+from monet_tf.backend import BACKEND_HELP, BackendError, select_backend
+from monet_tf.console import quiet
 
 REPO = pathlib.Path(__file__).resolve().parent
 
@@ -48,6 +48,8 @@ _WANDB_RUN_NAME = flags.DEFINE_string("wandb_run_name", None, "wandb run name.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TF/XLA INFO lines and known-harmless errors stay off the console; --verbosity=0 shows all.
+    quiet(flags.FLAGS["verbosity"].present, flags.FLAGS.verbosity)
     try:  # Before anything imports Keras: it reads its backend once.
         select_backend(_BACKEND.value, _STRATEGY.value, _CPU_REPLICAS.value)
     except BackendError as e:
@@ -57,7 +59,7 @@ def main(argv):
     from monet_tf.data import DataError
     from monet_tf.runtime import make_runtime
     from monet_tf.strategy import StrategyError
-    from monet_tf.train import TrainingDiverged, TrainingStopped, train
+    from monet_tf.train import ConfigError, TrainingDiverged, TrainingStopped, train
 
     cfg = _CONFIG.value
     with cfg.unlocked():
@@ -75,7 +77,7 @@ def main(argv):
     try:
         runtime = make_runtime(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
         result = train(cfg, workdir, runtime)
-    except (DataError, WorkdirError, StrategyError) as e:  # Bad input: said before any training.
+    except (ConfigError, DataError, WorkdirError, StrategyError) as e:  # Bad input: said before any training.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TrainingStopped as e:
@@ -84,7 +86,11 @@ def main(argv):
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
-    print(f"done: {result.epochs_done} epochs; generators exported to {result.export_dir}")
+    if result.stopped_by_budget:
+        print(f"done within the time budget: {result.epochs_done} of {result.epochs_planned} "
+              f"epochs, {result.steps_done} steps; generators exported to {result.export_dir}")
+    else:
+        print(f"done: {result.epochs_done} epochs; generators exported to {result.export_dir}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import signal
+import time
 import weakref
 
 import keras
@@ -36,6 +37,13 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.epochs = self.total_epochs
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras reports the last step a `steps_per_execution` group could reach ("8/5" for a
+        # 5-step epoch in groups of 4); the group itself stopped where the epoch's data ended.
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super().on_train_batch_end(batch, logs)
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -96,6 +104,20 @@ class StopOnSignal(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the step during which `deadline` (time.monotonic()) passed."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.reached = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.reached = True
+            self.model.stop_training = True
+
+
 _JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -130,7 +152,9 @@ def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.
     rows += [(m, p, c) for m, p, c in zip(np.asarray(monets), to_photo, monet_cycle)]
     headers = [("photo", "photo_to_monet", "cycled"), ("Monet", "monet_to_photo", "cycled")]
     n_photos = len(photos)
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
+    # Constrained layout keeps room for the suptitle above the first row's column headers.
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False,
+                             layout="constrained")
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             ax = axes[r, c]
@@ -140,7 +164,6 @@ def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.
             if r in (0, n_photos):
                 ax.set_title(headers[0 if r == 0 else 1][c], fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -160,7 +183,8 @@ class SampleGrid(keras.callbacks.Callback):
         tf.io.gfile.makedirs(out_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every <= 0 or (epoch + 1) % self.every:
+        # An epoch cut short (a signal, the time budget) gets no grid: the save comes first.
+        if self.every <= 0 or (epoch + 1) % self.every or self.model.stop_training:
             return
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:04d}.png")
         fig = sample_grid(self.model, self.photos, self.monets, f"epoch {epoch + 1}")
@@ -179,23 +203,70 @@ class SampleGrid(keras.callbacks.Callback):
             self.wandb_run.log({"samples": wandb.Image(path)}, step=epoch + 1)
 
 
+# Panels of the loss-curve figure, each on its own scale (gen_total_loss would flatten the rest).
+LOSS_PANELS = (
+    ("generators", ("photo_gen_loss", "monet_gen_loss", "gen_total_loss")),
+    ("critics", ("photo_critic_loss", "monet_critic_loss")),
+    ("cycle / identity", ("cycle_loss", "identity_loss")),
+)
+OTHER_PANEL = "other"
+
+
+def _csv_value(text: str | None) -> float:
+    """A CSVLogger cell as a float: NaN for "NA" (a metric an epoch did not report) or blank."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def loss_panels(rows: list[dict[str, str]]) -> list[tuple[str, dict[str, list[float]]]]:
+    """(panel title, {loss column: values per row}) for the panels that have any data.
+
+    Only loss columns with at least one number: CSVLogger's empty `val_*` columns are left out,
+    and losses no panel names go to the "other" panel rather than being dropped.
+    """
+    columns = {}
+    for name in rows[0] if rows else ():
+        if name.startswith("val_") or not name.endswith("loss"):
+            continue
+        values = [_csv_value(row.get(name)) for row in rows]
+        if not all(math.isnan(v) for v in values):
+            columns[name] = values
+    named = {name for _, names in LOSS_PANELS for name in names}
+    panels = [(title, {n: columns[n] for n in names if n in columns})
+              for title, names in LOSS_PANELS]
+    panels.append((OTHER_PANEL, {n: v for n, v in columns.items() if n not in named}))
+    return [(title, curves) for title, curves in panels if curves]
+
+
+def loss_curves_figure(rows: list[dict[str, str]]) -> plt.Figure | None:
+    """One panel per group of losses against the epoch; None when there is nothing to plot."""
+    panels = loss_panels(rows)
+    if not panels:
+        return None
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), sharex=True,
+                             squeeze=False, layout="constrained")
+    for ax, (title, curves) in zip(axes[:, 0], panels):
+        for name, values in curves.items():
+            ax.plot(epochs, values, marker="o", markersize=3, label=name)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("epoch")
+    axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return fig
+
+
 def plot_loss_curves(csv_path: str, out_path: str) -> None:
-    """Plots every loss column of the metrics CSV against the epoch."""
+    """Draws the metrics CSV's losses (see loss_curves_figure) into a PNG at `out_path`."""
     with tf.io.gfile.GFile(csv_path) as f:
         rows = list(csv.DictReader(f))
-    if not rows:
+    fig = loss_curves_figure(rows)
+    if fig is None:
         return
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    columns = [k for k in rows[0] if k != "epoch" and k.endswith("loss")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in columns:  # CSVLogger writes "NA" for a metric an epoch did not report
-        values = [float(r[name]) if r.get(name) not in (None, "", "NA") else np.nan for r in rows]
-        ax.plot(epochs, values, marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
     with tf.io.gfile.GFile(out_path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

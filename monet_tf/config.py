@@ -61,13 +61,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 100  # Epochs at constant learning rate...
     c.train.decay_epochs = 100  # ...then epochs of linear decay to zero.
     c.train.steps_per_execution = 1  # Steps per compiled call (raise it on TPU).
-    # XLA-compile the training step: true | false | auto (XLA on TPU and GPU; off on CPU-only
-    # hosts, where it is slower).
+    # XLA-compile the training step: true | false | auto (XLA on one GPU; off on CPU-only hosts,
+    # where it is slower). Never under Mirrored/multi-worker strategies (keras#21366, #19005);
+    # under TPUStrategy, and always on JAX, the step is one XLA program anyway.
     c.train.jit_compile = "auto"
-    # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU and on CPUs with
-    # native bfloat16 (AVX512-BF16, AMX), mixed_float16 with loss scaling on GPU, else float32.
+    # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU, on GPUs of
+    # compute capability >= 8.0 and on CPUs with native bfloat16 (AVX512-BF16, AMX);
+    # mixed_float16 with dynamic loss scaling on 7.x GPUs (T4, V100; TensorFlow only); else
+    # float32.
     c.train.mixed_precision = "auto"
     c.train.checkpoint_every = 1  # Epochs between checkpoints (one is always written at the end).
+    # Wall-clock limit for training in this process, e.g. "4h30m", "90m", "600s" (empty: none).
+    # Training stops before an epoch that would not fit (judged by the last epoch's time) or at
+    # the step the limit passes, then saves and exports as usual. Rerun to continue.
+    c.train.time_budget = ""
     c.train.keep_checkpoints = 3
     c.train.sample_every = 1  # Epochs between sample grids (0: off).
     c.train.num_samples = 4  # Held-out images per domain in the sample grid.

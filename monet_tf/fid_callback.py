@@ -114,7 +114,8 @@ class MiFIDCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self._ready():
             return
-        if (epoch + 1) % self.every_n_epochs:
+        # An epoch cut short (a signal, the time budget) is not scored: the save comes first.
+        if (epoch + 1) % self.every_n_epochs or self.model.stop_training:
             logs.update({key: math.nan for key in SCORE_KEYS})
             return
         result = self.score()

@@ -12,9 +12,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 
 import keras
 import ml_collections
@@ -38,6 +40,10 @@ class TrainingStopped(RuntimeError):
         self.exit_code = exit_code
 
 
+class ConfigError(ValueError):
+    """A config value is malformed; the message names the flag."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint was left untouched."""
 
@@ -48,6 +54,33 @@ class TrainResult:
     epochs_done: int
     export_dir: str
     history: dict[str, list[float]]
+    steps_done: int = 0
+    epochs_planned: int = 0
+    stopped_by_budget: bool = False
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str, flag: str = "--config.train.time_budget") -> float | None:
+    """Seconds in "4h30m", "90m", "45s" or "600"; None for "" (no limit)."""
+    text = str(text).strip().lower().replace(" ", "")
+    if not text:
+        return None
+    match = _DURATION.fullmatch(text)
+    if not match or not any(match.groups()):
+        raise ConfigError(f"{flag}={text!r} is not a duration: use e.g. 4h30m, 90m or 600s")
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"{flag}={text!r} must be longer than zero")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -124,13 +157,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         runtime = from_tf_strategy(runtime)
     strategy = runtime.tf_strategy
     ckpt.check_workdir(workdir)
+    budget = parse_duration(cfg.train.time_budget)
+    started = time.monotonic()
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     precision = runtime.precision(cfg.train.mixed_precision)
-    jit_compile = runtime.use_xla(cfg.train.jit_compile)  # A bad value stops here, before data.
-    print(f"{runtime.describe()}; precision {precision}; XLA {'on' if jit_compile else 'off'}",
-          flush=True)
+    jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
+    print(f"{runtime.describe()}; precision {precision}; {xla_note}", flush=True)
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
     print(sources.describe(), flush=True)
@@ -174,8 +208,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     tb_dir = os.path.join(workdir, "tensorboard")
     stop = cb.StopOnSignal()
     guard = cb.NonFiniteLossGuard()
+    clock = cb.TimeBudget(started + budget if budget else math.inf)
     callbacks = [
-        cb.EpochProgbar(total_epochs), guard, stop,
+        cb.EpochProgbar(total_epochs), guard, stop, clock,
         *_score_callbacks(cfg, sources, report, model, workdir, strategy),
         keras.callbacks.CSVLogger(metrics_csv, append=True),
         keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False),
@@ -188,15 +223,26 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     callbacks.extend(extra_callbacks)
 
     history: dict[str, list[float]] = {}
+    last_epoch_seconds = None
+    done = start_epoch
     stop.install()
     try:
         for epoch in range(start_epoch, total_epochs):
+            if last_epoch_seconds and time.monotonic() + last_epoch_seconds > clock.deadline:
+                _budget_stop(manager, model, budget, started, f"before epoch {epoch + 1}",
+                             total_epochs, steps,
+                             f"the next epoch needs about {format_duration(last_epoch_seconds)}")
+                break
+            epoch_started = time.monotonic()
             # On a multi-host JAX run, Keras' DataParallel shards this global-batch pipeline
             # over the hosts (auto_shard_dataset), so every host reads its part.
             epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
                                             seed=epoch_seed(cfg.seed, epoch))
             todo = steps - offset
-            result = model.fit(epoch_data.skip(offset), initial_epoch=epoch, epochs=epoch + 1,
+            # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and stops
+            # early only when the data ends, so an endless dataset would overshoot the epoch.
+            result = model.fit(epoch_data.skip(offset).take(todo), initial_epoch=epoch,
+                               epochs=epoch + 1,
                                steps_per_epoch=todo, callbacks=callbacks, verbose=verbose,
                                shuffle=False)
             offset = 0
@@ -216,7 +262,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                     "rerun the same command to resume.",
                     exit_code=130 if stop.signal_name == "SIGINT" else 143,
                 )
+            if clock.reached:
+                _budget_stop(manager, model, budget, started, f"in epoch {epoch + 1}",
+                             total_epochs, steps, "it ran out during the epoch")
+                break
             done = epoch + 1
+            last_epoch_seconds = time.monotonic() - epoch_started
             if done % cfg.train.checkpoint_every == 0 or done == total_epochs:
                 manager.save(global_step(model))
     finally:
@@ -229,7 +280,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 _first_batch(data.heldout_photos(sources, report, cfg.data, cfg.train.demo_images),
                              cfg.train.demo_images),
                 os.path.join(workdir, "demo"))
-    return TrainResult(workdir, total_epochs, export_dir, history)
+    return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
+                       epochs_planned=total_epochs,
+                       stopped_by_budget=clock.reached or done < total_epochs)
+
+
+def _budget_stop(manager, model, budget, started, where, total_epochs, steps, why) -> None:
+    """Saves (unless this step is saved already) and says how far the run got."""
+    step = global_step(model)
+    path = manager.latest if manager.latest and manager.latest.endswith(f"-{step}") else (
+        manager.save(step))
+    print(f"time budget {format_duration(budget)}: stopped {where} of {total_epochs}, at step "
+          f"{step} of {steps * total_epochs}, after "
+          f"{format_duration(time.monotonic() - started)} ({why}); saved {path}. Exporting; "
+          "rerun the same command to continue.", flush=True)
 
 
 def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: str) -> str:

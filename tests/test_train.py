@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -117,46 +118,79 @@ def _wait_for(condition, proc, timeout):
 
 
 RESUME_SCRIPT = """
-import os, signal, sys
-import keras, numpy as np, runpy
+import json, os, signal, sys
+import keras, runpy
 from monet_tf import train as t
-from monet_tf import checkpoints as ck
 
 cfg = runpy.run_path(sys.argv[1])["get_config"]()
 cfg.train.deterministic = True
-cfg.train.epochs, cfg.train.decay_epochs = 1, 1
+cfg.loss.pool_size = 1  # Full after one step, so later steps draw from the pool's RNG.
+cfg.loss.diffaugment = "color,translation,cutout"
+cfg.update_from_flattened_dict(json.loads(sys.argv[4]))
+kill_at = int(sys.argv[5])
 straight, resumed = sys.argv[2], sys.argv[3]
 t.train(cfg, straight, verbose=0)
 
 class KillAt(keras.callbacks.Callback):
-    # Sends SIGTERM to this process in epoch 2, after its first step, as a user's kill would.
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == 4:
+    # SIGTERM to this process as the step (group of steps) after step kill_at starts, as a
+    # user's kill would arrive: training stops when it ends.
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == kill_at:
             os.kill(os.getpid(), signal.SIGTERM)
+
+class CountSteps(keras.callbacks.Callback):
+    first = None
+    def on_train_batch_begin(self, batch, logs=None):
+        if CountSteps.first is None:
+            CountSteps.first = int(self.model.optimizer.iterations.numpy())
 
 try:
     t.train(cfg, resumed, verbose=0, extra_callbacks=[KillAt()])
     sys.exit("not interrupted")
 except t.TrainingStopped as e:
     print("stopped:", e)
-t.train(cfg, resumed, verbose=0)
-a = ck.restore_generators(straight)
-b = ck.restore_generators(resumed)
-diff = max(float(np.max(np.abs(x.numpy() - y.numpy())))
-           for ga, gb in zip(a[:2], b[:2]) for x, y in zip(ga.weights, gb.weights))
-print("max weight difference", diff)
+result = t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
+print("steps after resuming:", result.steps_done - CountSteps.first)
 """
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
+def _checkpoint_arrays(prefix: str) -> dict:
+    """Every array of a TF checkpoint by its object path, but the save counter."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith("save_counter")}
+
+
+@pytest.mark.parametrize("settings,kill_at,saved,where,total", [
+    ({}, 3, 4, "epoch 2, step 1 of 3", 6),
+    # Groups of 4 steps over 5-step epochs (4 + 1 each): a kill during epoch 2's first group
+    # saves at step 9, and every epoch still ends on a multiple of 5.
+    ({"data.steps_per_epoch": 5, "train.steps_per_execution": 4,
+      "train.epochs": 2, "train.decay_epochs": 1}, 5, 9, "epoch 2, step 4 of 5", 15),
+], ids=["one_step_per_execution", "four_steps_per_execution"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved, where, total):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     result = subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(tmp_path / "straight"),
-         str(tmp_path / "resumed")],
+        [sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(straight), str(resumed),
+         json.dumps(settings), str(kill_at)],
         capture_output=True, text=True, timeout=900, env=_env())
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "stopped: SIGTERM" in result.stdout
-    diff = float(re.search(r"max weight difference (\S+)", result.stdout).group(1))
-    assert diff == 0.0
+    assert f"stopped: SIGTERM: saved {resumed}/checkpoints/ckpt-{saved} at step" in result.stdout
+    assert f"Resuming from {resumed}/checkpoints/ckpt-{saved}: {where}." in result.stdout, (
+        result.stdout)
+    assert f"steps after resuming: {total - saved}" in result.stdout, result.stdout
+    a = _checkpoint_arrays(tf.train.latest_checkpoint(str(straight / "checkpoints")))
+    b = _checkpoint_arrays(tf.train.latest_checkpoint(str(resumed / "checkpoints")))
+    assert tf.train.latest_checkpoint(str(straight / "checkpoints")).endswith(f"ckpt-{total}")
+    assert a.keys() == b.keys()
+    # The four networks, every optimizer's slots and step count, both pools and the RNG.
+    for part in ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic",
+                 "_optimizer", "iterations", "monet_pool", "photo_pool", "rng"):
+        assert any(part in key for key in a), (part, sorted(a)[:40])
+    differing = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not differing, differing[:10]
+    steps = [v for k, v in a.items() if "iterations" in k]
+    assert steps and all(int(v) == total for v in steps), steps
 
 
 WANDB_SCRIPT = """

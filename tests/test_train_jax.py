@@ -33,29 +33,32 @@ import keras, runpy
 from monet_tf import train as t
 
 cfg = runpy.run_path(sys.argv[1])["get_config"]()
-cfg.train.epochs, cfg.train.decay_epochs = 1, 1
+cfg.train.epochs, cfg.train.decay_epochs = 2, 1
+cfg.data.steps_per_epoch, cfg.train.steps_per_execution = 5, 4  # Groups of 4 + 1 per epoch.
+cfg.loss.pool_size = 1  # Full after one step, so later steps draw from the pool's RNG.
 cfg.loss.diffaugment = "color,translation,cutout"
 straight, resumed = sys.argv[2], sys.argv[3]
 t.train(cfg, straight, verbose=0)
 
 class KillAt(keras.callbacks.Callback):
-    # SIGTERM to this process in epoch 2 after its first step, as a user's kill would.
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == 4:
+    # SIGTERM to this process as epoch 2's first group of steps starts, as a user's kill would.
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == 5:
             os.kill(os.getpid(), signal.SIGTERM)
 
 class CountSteps(keras.callbacks.Callback):
-    steps = 0
-    def on_train_batch_end(self, batch, logs=None):
-        CountSteps.steps += 1
+    first = None
+    def on_train_batch_begin(self, batch, logs=None):
+        if CountSteps.first is None:
+            CountSteps.first = int(self.model.optimizer.iterations.numpy())
 
 try:
     t.train(cfg, resumed, verbose=0, extra_callbacks=[KillAt()])
     sys.exit("not interrupted")
 except t.TrainingStopped as e:
     print("stopped:", e)
-t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
-print("steps after resuming:", CountSteps.steps)
+result = t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
+print("steps after resuming:", result.steps_done - CountSteps.first)
 """
 
 
@@ -78,17 +81,18 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
                              str(resumed)], capture_output=True, text=True, timeout=1500,
                             env=_env())
     assert result.returncode == 0, result.stderr[-4000:]
-    # Stopped in epoch 2 (after the step the signal arrived in, or the next), saved there,
-    # resumed from exactly there and ran only the steps left.
-    saved = int(re.search(r"stopped: SIGTERM: saved \S+ckpt-(\d+) at step", result.stdout).group(1))
-    assert saved in (4, 5), result.stdout
-    assert re.search(rf"Resuming from \S+ckpt-{saved}: epoch 2, step {saved - 3} of 3",
-                     result.stdout), result.stdout
-    assert f"steps after resuming: {6 - saved}" in result.stdout
+    # Stopped after the group of steps the signal arrived in, saved there, resumed from exactly
+    # there and ran only the steps left; every epoch ended on a multiple of 5.
+    assert re.search(r"stopped: SIGTERM: saved \S+ckpt-9 at step 9", result.stdout), result.stdout
+    assert re.search(r"Resuming from \S+ckpt-9: epoch 2, step 4 of 5", result.stdout), (
+        result.stdout)
+    assert "steps after resuming: 6" in result.stdout, result.stdout
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == [
+        "ckpt-10", "ckpt-15", "ckpt-5"]
     assert json.loads((resumed / "config.json").read_text())["runtime"]["backend"] == "jax"
 
-    a = _checkpoint_arrays(straight / "checkpoints" / "ckpt-6")
-    b = _checkpoint_arrays(resumed / "checkpoints" / "ckpt-6")
+    a = _checkpoint_arrays(straight / "checkpoints" / "ckpt-15")
+    b = _checkpoint_arrays(resumed / "checkpoints" / "ckpt-15")
     assert a.keys() == b.keys()
     # All four networks, every optimizer slot and step count, both pools and the RNG.
     groups = {k.split("/")[0] + "/" + k.split("/")[1] for k in a if k.startswith("state/")}
