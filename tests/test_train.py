@@ -103,7 +103,10 @@ def test_sigint_and_sigterm_save_before_exiting(tmp_path):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == code, err[-3000:]
         assert "rerun the same command to resume" in err
-        assert tf.train.latest_checkpoint(str(workdir / "checkpoints")) is not None
+        step = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
+        # The epoch the signal cut short drew no sample grid: the save came first.
+        epoch = step // 3 + 1  # tiny_config: 3 steps per epoch
+        assert step % 3 and not (workdir / "samples" / f"epoch_{epoch:04d}.png").exists()
 
 
 def _wait_for(condition, proc, timeout):
@@ -225,10 +228,15 @@ def test_wandb_is_not_imported_when_off(tmp_path):
     assert "wandb imported: False" in result.stdout
 
 
+NOISE = re.compile(r"^[IWE]\d{4} |All log messages before absl|Sharding callback|Assets written",
+                   re.M)
+
+
 def test_wandb_offline_logs_metrics(tmp_path):
     result = run_train(tmp_path, "--wandb", "--wandb_project=monet_tf_test",
-                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0")
+                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0", "--verbosity=0")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sharding callback duration" in result.stderr  # --verbosity=0 shows absl INFO lines
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
     assert (tmp_path / "wandb_run_id").read_text().strip() in runs[0].name
@@ -302,3 +310,32 @@ def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
         for name in names:
             image = tf.io.decode_jpeg(z.read(name))
             assert image.shape == (256, 256, 3), name
+
+
+@pytest.mark.parametrize("budget,where", [("1s", "in epoch 1 of 51"), ("40s", "before epoch")])
+def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, where):
+    """1s runs out in the first epoch's first step; 40s before an epoch that would not fit
+    (the first, with its compile, takes most of it). Either way: saved, exported, exit 0, and
+    the console carries no TensorFlow log lines."""
+    result = run_train(tmp_path, "--config.train.epochs=50", f"--config.train.time_budget={budget}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"time budget 0m{int(budget[:-1]):02d}s: stopped {where}" in result.stdout, result.stdout
+    done = re.search(r"done within the time budget: (\d+) of 51 epochs, (\d+) steps", result.stdout)
+    assert done, result.stdout[-2000:]
+    epochs, steps = int(done.group(1)), int(done.group(2))
+    assert steps < 51 * 3 and epochs == steps // 3
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{steps}")
+    assert (tmp_path / "export" / "photo_to_monet" / "saved_model.pb").exists()
+    assert len(list((tmp_path / "demo").glob("*_monet.jpg"))) == 2
+    if budget == "1s":
+        assert steps == 1 and not list((tmp_path / "samples").glob("*.png"))
+    noise = NOISE.findall(result.stdout + result.stderr)
+    assert not noise, noise[:5]
+
+
+def test_bad_time_budget_is_refused_before_training(tmp_path):
+    result = run_train(tmp_path, "--config.train.time_budget=4 hours", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --config.train.time_budget='4hours' is not a duration: use e.g. 4h30m, 90m or 600s")
+    assert "Epoch" not in result.stdout

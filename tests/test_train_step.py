@@ -299,3 +299,26 @@ def test_loss_scale_grows_after_a_run_of_finite_steps_and_never_drops_below_one(
         seen.append((float(loss_scale.scale.numpy()), int(loss_scale.good_steps.numpy())))
     assert seen == [(4.0, 1), (8.0, 0), (8.0, 1), (4.0, 0), (2.0, 0), (1.0, 0), (1.0, 0),
                     (1.0, 1)]
+
+
+def test_two_replicas_draw_their_own_random_numbers_in_training(two_cpu_strategy):
+    """Both replicas get the same images for 5 steps, pool size 1 (full after one step) and
+    DiffAugment on: everything they compute is equal but their random draws, so their pools
+    end up different only if each replica draws its own numbers (a pool can still match by
+    chance: a swap is a coin toss per step)."""
+    cfg = tiny_config()
+    cfg.loss.pool_size = 1
+    cfg.loss.diffaugment = "color,translation,cutout"
+    with two_cpu_strategy.scope():
+        model = build_cyclegan(cfg, steps_per_epoch=5, global_batch_size=2)
+    one = batches(global_batch=1, n=5)
+    same_on_both = one.map(lambda p, m: (tf.concat([p, p], 0), tf.concat([m, m], 0)))
+    history = model.fit(same_on_both, epochs=1, verbose=0).history
+    assert all(np.isfinite(v).all() for v in history.values())
+    differ = []
+    for pool in (model.monet_pool, model.photo_pool):
+        first, second = (v.numpy() for v in two_cpu_strategy.experimental_local_results(
+            pool.images.value))
+        assert np.abs(first).sum() > 0 and np.abs(second).sum() > 0, pool.name
+        differ.append(not np.array_equal(first, second))
+    assert any(differ)
