@@ -8,6 +8,7 @@ With no flags: the small demo config on the bundled sample, on CPU, in a few min
   python run_train.py --strategy=gpu --config=configs/gpu.py --data_dir=/path/to/gan-getting-started
   python run_train.py --config=configs/demo.py --config.train.epochs=3 --workdir=runs/try
   python run_train.py --verbosity=0                     # with TensorFlow's and XLA's INFO logs
+  python run_train.py --config=configs/kaggle_tpu.py --dry_run   # a few steps, and the full plan
 
 Rerunning the same command with the same --workdir resumes from the latest checkpoint.
 """
@@ -15,6 +16,8 @@ Rerunning the same command with the same --workdir resumes from the latest check
 import os
 import pathlib
 import sys
+import tempfile
+import time
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -39,6 +42,12 @@ _DATA_DIR = flags.DEFINE_string(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (checkpoints, logs, samples, export). "
     "Default: runs/<config file name>.")
+_SUBMISSION = flags.DEFINE_string(
+    "submission", None, "Write the Kaggle images.zip here after training (config: "
+    "submission.path; the Kaggle configs write /kaggle/working/images.zip inside a notebook).")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Build the config's models, train a few steps on the bundled sample, write "
+    "a small zip, and print the time and memory the full run would need (cfg.estimate).")
 _WANDB = flags.DEFINE_bool("wandb", False, "Log to Weights & Biases (respects WANDB_MODE).")
 _WANDB_PROJECT = flags.DEFINE_string("wandb_project", None, "wandb project.")
 _WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "wandb entity (team or user).")
@@ -48,6 +57,7 @@ _WANDB_RUN_NAME = flags.DEFINE_string("wandb_run_name", None, "wandb run name.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    started = time.monotonic()
     # TF/XLA INFO lines and known-harmless errors stay off the console; --verbosity=0 shows all.
     quiet(flags.FLAGS["verbosity"].present, flags.FLAGS.verbosity)
     try:  # Before anything imports Keras: it reads its backend once.
@@ -57,6 +67,9 @@ def main(argv):
         sys.exit(2)
     from monet_tf.checkpoints import WorkdirError
     from monet_tf.data import DataError
+    from monet_tf.data.sources import KAGGLE_INPUT
+    from monet_tf.inception import InceptionWeightsError
+    from monet_tf.submission import SubmissionError
     from monet_tf.runtime import make_runtime
     from monet_tf.strategy import StrategyError
     from monet_tf.train import ConfigError, TrainingDiverged, TrainingStopped, train
@@ -65,19 +78,34 @@ def main(argv):
     with cfg.unlocked():
         if _DATA_DIR.value is not None:
             cfg.data.data_dir = _DATA_DIR.value
+        elif not (cfg.data.data_dir or cfg.data.monet or cfg.data.photo
+                  or os.path.isdir(KAGGLE_INPUT)):
+            # The sample beside this script: also there when monet_tf is an installed wheel
+            # (the offline Kaggle bundle), where the package has no tfrecords/ of its own.
+            cfg.data.data_dir = str(REPO / "tfrecords" / "sample")
         cfg.wandb.enabled = cfg.wandb.enabled or _WANDB.value
         for field, flag in (("project", _WANDB_PROJECT), ("entity", _WANDB_ENTITY),
                             ("run_name", _WANDB_RUN_NAME)):
             if flag.value is not None:
                 cfg.wandb[field] = flag.value
+        if _SUBMISSION.value is not None:
+            cfg.submission.path = _SUBMISSION.value
     config_path = flags.FLAGS["config"].config_filename
     workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
+    if _DRY_RUN.value:
+        from monet_tf import plan
+
+        workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="monet_tf_dry_run_")
+        full_run = plan.describe(cfg)
+        cfg = plan.dry_run_config(cfg, str(REPO / "tfrecords" / "sample"),
+                                  os.path.join(workdir, "images.zip"))
     print(f"workdir: {os.path.abspath(workdir)}", flush=True)
 
     try:
         runtime = make_runtime(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
         result = train(cfg, workdir, runtime)
-    except (ConfigError, DataError, WorkdirError, StrategyError) as e:  # Bad input: said before any training.
+    except (ConfigError, DataError, InceptionWeightsError, StrategyError, SubmissionError,
+            WorkdirError) as e:  # Bad input: said before any training.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TrainingStopped as e:
@@ -91,6 +119,11 @@ def main(argv):
               f"epochs, {result.steps_done} steps; generators exported to {result.export_dir}")
     else:
         print(f"done: {result.epochs_done} epochs; generators exported to {result.export_dir}")
+    if _DRY_RUN.value:
+        print(f"dry run: {result.steps_done} steps on the sample, export and zip in "
+              f"{plan._duration(time.monotonic() - started)}")
+        print(full_run)
+        print(plan.memory(result.model, cfg))
 
 
 if __name__ == "__main__":

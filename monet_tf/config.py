@@ -60,6 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 1  # Per replica; the global batch is batch_size x replicas.
     c.train.epochs = 100  # Epochs at constant learning rate...
     c.train.decay_epochs = 100  # ...then epochs of linear decay to zero.
+    # Total training steps; > 0 replaces epochs/decay_epochs (the last epoch may be partial):
+    # the learning rate is constant for (1 - decay_fraction) of the steps, then decays to zero.
+    c.train.steps = 0
+    c.train.decay_fraction = 0.5
     c.train.steps_per_execution = 1  # Steps per compiled call (raise it on TPU).
     # XLA-compile the training step: true | false | auto (XLA on one GPU; off on CPU-only hosts,
     # where it is slower). Never under Mirrored/multi-worker strategies (keras#21366, #19005);
@@ -86,6 +90,24 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_images = 1000  # Held-out photos translated and scored.
     c.eval.batch_size = 32
     c.eval.inception_weights = ""  # Local InceptionV3 .h5; empty: Keras' ImageNet weights.
+
+    # The Kaggle submission written at the end of training: every photo of the data's photo
+    # source through photo_to_monet (the best by MiFID when scores are on, else the last), on the
+    # run's devices, into a zip of 256x256 JPEGs.
+    c.submission = ml_collections.ConfigDict()
+    # "": none; "auto": /kaggle/working/images.zip inside a Kaggle notebook, else none; or a path.
+    c.submission.path = ""
+    c.submission.batch_size = 16  # Photos per device per call.
+    c.submission.allow_any_count = False  # Kaggle wants 7,000-10,000 images; True: any count.
+
+    # What a config assumes about the hardware it is sized for, for the plan the run prints
+    # (and --dry_run): time and memory of the full run. Measured figures replace guesses.
+    c.estimate = ml_collections.ConfigDict()
+    c.estimate.devices = 1  # Devices (chips / GPUs) the batch size is meant for.
+    c.estimate.pairs_per_second = 0.0  # Training throughput there (0: unknown).
+    c.estimate.images_per_second = 0.0  # Translation throughput for the submission (0: unknown).
+    c.estimate.photos = 7038  # Photos per epoch and to translate: the competition's photo_tfrec.
+    c.estimate.limit = "5h"  # The wall-clock limit the whole job must fit (a Kaggle notebook's).
 
     c.wandb = ml_collections.ConfigDict()
     c.wandb.enabled = False

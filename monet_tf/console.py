@@ -20,9 +20,10 @@ import sys
 _NATIVE = re.compile(rb"^([IWEF])\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] ")
 _BANNER = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # ERROR lines that are harmless where they appear: no GPU on this machine, a graph rewrite
-# that grappler skips, CUDA plugins registered twice when TensorFlow and JAX both load.
+# that grappler skips, CUDA plugins registered twice when TensorFlow and JAX both load, oneDNN
+# falling back to Eigen for int64 ops.
 HARMLESS_ERRORS = (b"failed call to cuInit", b"remapper failed", b"Unable to register cu",
-                   b"cuda_platform.cc")
+                   b"cuda_platform.cc", b"oneDNN supports DT_INT64 only")
 
 
 def is_noise(line: bytes) -> bool:

@@ -113,7 +113,7 @@ def _custom_objects(model: keras.Model) -> dict[str, type]:
     return objects
 
 
-def _inference_copy(generator: keras.Model, precision: str = "float32") -> keras.Model:
+def inference_copy(generator: keras.Model, precision: str = "float32") -> keras.Model:
     """A copy of `generator` computing in `precision`, with free spatial dimensions and the same
     (float32) weights.
 
@@ -187,7 +187,7 @@ def export_generator(generator: keras.Model, path: str, multiple: int = 4,
                 "refusing to overwrite it"
             )
 
-    translator = _Translator(_inference_copy(generator, precision), multiple)
+    translator = _Translator(inference_copy(generator, precision), multiple)
     signatures = {"serving_default": translator.translate.get_concrete_function()}
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     if "://" in path:  # Object stores cannot rename folders atomically: replace in place.

@@ -20,6 +20,7 @@ import zipfile
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -144,9 +145,6 @@ class _ZipWriter:
     """Streams JPEGs into `<path>.partial` (stored, JPEGs do not compress), renamed when done."""
 
     def __init__(self, path: str):
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise PredictError(f"--output {path}: folder {parent} does not exist")
         self.path, self.partial = path, path + ".partial"
         self.zip = zipfile.ZipFile(self.partial, "w", compression=zipfile.ZIP_STORED)
 
@@ -176,6 +174,31 @@ def predict(
     `output` ending in .zip is a Kaggle submission archive (7,000-10,000 images unless
     `allow_any_count`); anything else is a folder of JPEGs.
     """
+    plan = check_outputs(input_spec, output, batch_size, allow_any_count, image_size, quality,
+                         verbose)
+    loaded, translate = _load_model(model_dir)  # `loaded` owns the variables: keep it alive.
+    written = write_translations(plan, tf.function(translate), verbose=verbose)
+    del loaded  # Only now may the SavedModel's variables go.
+    return written
+
+
+@dataclasses.dataclass
+class Plan:
+    """Checked arguments of a translation run: where from, where to, how many."""
+
+    source: Source
+    input_spec: str
+    output: str
+    count: int
+    batch_size: int
+    image_size: int
+    quality: int
+
+
+def check_outputs(input_spec: str, output: str, batch_size: int = 16,
+                  allow_any_count: bool = False, image_size: int = 256, quality: int = 95,
+                  verbose: bool = True) -> Plan:
+    """Every check that needs no model, before any work: arguments, input, output, count."""
     if batch_size < 1:
         raise PredictError(f"--batch_size must be at least 1, got {batch_size}")
     if image_size < 4 or image_size % 4:
@@ -185,7 +208,6 @@ def predict(
     if not output:
         raise PredictError("--output is empty: give a folder or a path ending in .zip")
     to_zip = output.lower().endswith(".zip")
-
     if tf.io.gfile.exists(output) and not to_zip and not tf.io.gfile.isdir(output):
         raise PredictError(f"--output {output} is a file; give a folder or a path ending in .zip")
     if to_zip and tf.io.gfile.isdir(output):
@@ -202,49 +224,64 @@ def predict(
             f"{KAGGLE_MIN_IMAGES:,} to {KAGGLE_MAX_IMAGES:,}. Pass --allow_any_count to write "
             f"{output} anyway"
         )
-    loaded, translate = _load_model(model_dir)  # `loaded` owns the variables: keep it alive.
+    if to_zip:
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent):
+            raise PredictError(f"--output {output}: folder {parent} does not exist")
+    return Plan(source, input_spec, output, count, batch_size, image_size, quality)
 
+
+def write_translations(plan: Plan, translate: Callable, verbose: bool = True,
+                       static_batch: bool = False) -> int:
+    """Runs `translate` (uint8 [B, S, S, 3] -> uint8) over the planned input in batches and
+    writes <name>.jpg files or the zip; returns the count written.
+
+    static_batch: pad the last batch to batch_size (and drop the padding's outputs), for
+    translators compiled for one shape (XLA on TPU, a jitted JAX call).
+    """
+    size, quality = plan.image_size, plan.quality
     dataset = (
-        source.images()
-        .map(lambda name, image: (name, resize_square(image, image_size)),
+        plan.source.images()
+        .map(lambda name, image: (name, resize_square(image, size)),
              num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size)
+        .batch(plan.batch_size)
         .prefetch(2)
     )
 
-    # One trace for every batch, the short last one included.
-    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)])
-    def translate_and_encode(images: tf.Tensor) -> tf.Tensor:
-        translated = translate(images)
-        return tf.map_fn(
-            lambda image: tf.io.encode_jpeg(image, quality=quality),
-            translated,
-            fn_output_signature=tf.TensorSpec([], tf.string),
-            parallel_iterations=batch_size,
-        )
+    # One trace for every batch, the short last one included; parallel JPEG encoding.
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+    def encode(images: tf.Tensor) -> tf.Tensor:
+        return tf.map_fn(lambda image: tf.io.encode_jpeg(image, quality=quality), images,
+                         fn_output_signature=tf.TensorSpec([], tf.string),
+                         parallel_iterations=plan.batch_size)
 
-    writer = _ZipWriter(output) if to_zip else _FolderWriter(output)
+    to_zip = plan.output.lower().endswith(".zip")
+    writer = _ZipWriter(plan.output) if to_zip else _FolderWriter(plan.output)
     # Live bar on a terminal; one summary line in logs.
     bar = (1 if sys.stdout.isatty() else 2) if verbose else 0
-    progress = keras.utils.Progbar(count, unit_name="image", verbose=bar)
+    progress = keras.utils.Progbar(plan.count, unit_name="image", verbose=bar)
     unique_names = _UniqueNames()
     written, ok = 0, False
     try:
         for names, images in dataset:
-            jpegs = translate_and_encode(images).numpy()
-            for name, jpeg in zip(names.numpy(), jpegs):
+            n = int(images.shape[0])
+            if static_batch and n < plan.batch_size:
+                images = tf.pad(images, [[0, plan.batch_size - n], [0, 0], [0, 0], [0, 0]])
+            translated = tf.convert_to_tensor(np.asarray(translate(images))[:n], tf.uint8)
+            for name, jpeg in zip(names.numpy(), encode(translated).numpy()):
                 writer.write(unique_names(name), jpeg)
-            written += len(jpegs)
+            written += n
             progress.update(written)
         ok = True
     except tf.errors.OpError as err:
         # Batches come in file order, so the bad image is at or after the last one written.
+        source = plan.source
         raise _bad_input(source, written if source.kind == "images" else 0, err) from err
     finally:
         writer.close(ok)
-    del loaded  # Only now may the SavedModel's variables go.
-    if written != count:
-        raise PredictError(f"input {input_spec}: counted {count} images but read {written}")
+    if written != plan.count:
+        raise PredictError(f"input {plan.input_spec}: counted {plan.count} images but read "
+                           f"{written}")
     return written
 
 

@@ -25,11 +25,14 @@ import tensorflow as tf
 from monet_tf import callbacks as cb
 from monet_tf import checkpoints as ckpt
 from monet_tf import data
+from monet_tf import submission
 from monet_tf.export import GENERATORS, export_generators
-from monet_tf.models import build_cyclegan, generator_multiple
+from monet_tf.inception import resolve_weights
+from monet_tf.models import build_cyclegan, generator_multiple, total_steps
 from monet_tf.runtime import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
+BEST_WEIGHTS = "photo_to_monet.weights.h5"
 
 
 class TrainingStopped(RuntimeError):
@@ -57,6 +60,7 @@ class TrainResult:
     steps_done: int = 0
     epochs_planned: int = 0
     stopped_by_budget: bool = False
+    model: object = None
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
@@ -159,6 +163,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     ckpt.check_workdir(workdir)
     budget = parse_duration(cfg.train.time_budget)
     started = time.monotonic()
+    submission_path = submission.resolve_path(cfg.submission.path)
+    if cfg.eval.every > 0:  # Hours later is too late to find there are no Inception weights.
+        resolve_weights(cfg.eval.inception_weights or "imagenet")
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
@@ -172,6 +179,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                            skip_bad_records=cfg.data.skip_bad_records,
                            heldout_fraction=cfg.data.heldout_fraction)
     print(report.describe(), flush=True)
+    if submission_path:
+        if sources.photo.kind == "tfds":
+            raise ConfigError("submission.path: the photos to translate must be files "
+                              "(TFRecords or images), not TFDS")
+        submission.preflight(sources.photo.spec, submission_path, cfg.submission)
     global_batch = cfg.train.batch_size * runtime.replicas
     steps = data.steps_per_epoch(report, cfg.data, global_batch)
 
@@ -180,7 +192,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     cfg.train.replicas = runtime.replicas
     cfg.train.global_batch_size = global_batch
     cfg.runtime = {**runtime.as_config(), "precision": precision, "jit_compile": jit_compile}
-    total_epochs = cfg.train.epochs + cfg.train.decay_epochs
+    last_step = total_steps(cfg, steps)
+    total_epochs = math.ceil(last_step / steps)
     if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
 
@@ -230,7 +243,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         for epoch in range(start_epoch, total_epochs):
             if last_epoch_seconds and time.monotonic() + last_epoch_seconds > clock.deadline:
                 _budget_stop(manager, model, budget, started, f"before epoch {epoch + 1}",
-                             total_epochs, steps,
+                             total_epochs, last_step,
                              f"the next epoch needs about {format_duration(last_epoch_seconds)}")
                 break
             epoch_started = time.monotonic()
@@ -238,7 +251,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
             # over the hosts (auto_shard_dataset), so every host reads its part.
             epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
                                             seed=epoch_seed(cfg.seed, epoch))
-            todo = steps - offset
+            todo = min(steps, last_step - epoch * steps) - offset
             # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and stops
             # early only when the data ends, so an endless dataset would overshoot the epoch.
             result = model.fit(epoch_data.skip(offset).take(todo), initial_epoch=epoch,
@@ -264,7 +277,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 )
             if clock.reached:
                 _budget_stop(manager, model, budget, started, f"in epoch {epoch + 1}",
-                             total_epochs, steps, "it ran out during the epoch")
+                             total_epochs, last_step, "it ran out during the epoch")
                 break
             done = epoch + 1
             last_epoch_seconds = time.monotonic() - epoch_started
@@ -280,18 +293,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 _first_batch(data.heldout_photos(sources, report, cfg.data, cfg.train.demo_images),
                              cfg.train.demo_images),
                 os.path.join(workdir, "demo"))
+    if submission_path:
+        _write_submission(model, cfg, runtime, sources, workdir, submission_path, started)
     return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
                        epochs_planned=total_epochs,
-                       stopped_by_budget=clock.reached or done < total_epochs)
+                       stopped_by_budget=clock.reached or done < total_epochs, model=model)
 
 
-def _budget_stop(manager, model, budget, started, where, total_epochs, steps, why) -> None:
+def _budget_stop(manager, model, budget, started, where, total_epochs, last_step,
+                 why) -> None:
     """Saves (unless this step is saved already) and says how far the run got."""
     step = global_step(model)
     path = manager.latest if manager.latest and manager.latest.endswith(f"-{step}") else (
         manager.save(step))
     print(f"time budget {format_duration(budget)}: stopped {where} of {total_epochs}, at step "
-          f"{step} of {steps * total_epochs}, after "
+          f"{step} of {last_step}, after "
           f"{format_duration(time.monotonic() - started)} ({why}); saved {path}. Exporting; "
           "rerun the same command to continue.", flush=True)
 
@@ -333,6 +349,8 @@ def _score_callbacks(cfg, sources, report, model, workdir,
 
     def on_new_best(epoch: int, mifid: float) -> None:
         export_all(model, cfg, best_dir, workdir)
+        # Beside the SavedModel, for the submission's translation on the run's own devices.
+        model.photo_to_monet.save_weights(os.path.join(best_dir, BEST_WEIGHTS))
         with tf.io.gfile.GFile(score_file, "w") as f:
             json.dump({"epoch": epoch + 1, "mifid": mifid}, f)
 
@@ -343,3 +361,22 @@ def _score_callbacks(cfg, sources, report, model, workdir,
         inception_weights=cfg.eval.inception_weights or "imagenet",
         strategy=strategy, on_new_best=on_new_best, initial_best=best,
     )]
+
+
+def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> None:
+    """Every photo through the best generator (by MiFID) or the last, on the run's devices."""
+    best = os.path.join(workdir, "export", "best", BEST_WEIGHTS)
+    which = "the last"
+    if tf.io.gfile.exists(best):
+        model.photo_to_monet.load_weights(best)
+        with tf.io.gfile.GFile(os.path.join(workdir, "export", "best", "score.json")) as f:
+            score = json.load(f)
+        which = f"the best (MiFID {score['mifid']:.2f}, epoch {score['epoch']})"
+    print(f"submission: translating {sources.photo.describe()} with {which} photo_to_monet",
+          flush=True)
+    result = submission.write(model.photo_to_monet, runtime, sources.photo.spec, path,
+                              batch_size=cfg.submission.batch_size,
+                              allow_any_count=cfg.submission.allow_any_count)
+    print(f"submission: {result.path}: {result.count} images in "
+          f"{format_duration(result.seconds)}; {format_duration(time.monotonic() - started)} "
+          "since the run started", flush=True)

@@ -254,6 +254,23 @@ def _default_jit(setting) -> bool:
     return use_xla(setting, tf.distribute.get_strategy())
 
 
+def schedule_steps(cfg, steps_per_epoch: int) -> tuple[int, int]:
+    """(constant, decay) learning-rate steps: from train.steps and train.decay_fraction when
+    train.steps > 0, else from the epochs."""
+    total = int(cfg.train.steps)
+    if total > 0:
+        fraction = float(cfg.train.decay_fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"train.decay_fraction={fraction} must be in [0, 1]")
+        decay = int(round(total * fraction))
+        return total - decay, decay
+    return cfg.train.epochs * steps_per_epoch, cfg.train.decay_epochs * steps_per_epoch
+
+
+def total_steps(cfg, steps_per_epoch: int) -> int:
+    return sum(schedule_steps(cfg, steps_per_epoch))
+
+
 def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
                    jit_compile: bool | None = None, replicas: int | None = None) -> CycleGAN:
     """The four networks, four Adam optimizers on the LinearDecay schedule, compiled and built.
@@ -305,11 +322,8 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
         seed=seed,
         name="cyclegan",
     )
-    schedule = LinearDecay(
-        cfg.optim.lr,
-        constant_steps=cfg.train.epochs * steps_per_epoch,
-        decay_steps=cfg.train.decay_epochs * steps_per_epoch,
-    )
+    constant_steps, decay_steps = schedule_steps(cfg, steps_per_epoch)
+    schedule = LinearDecay(cfg.optim.lr, constant_steps=constant_steps, decay_steps=decay_steps)
 
     def adam(name):
         return keras.optimizers.Adam(

@@ -1,0 +1,144 @@
+"""The Kaggle submission at the end of a run: every photo through photo_to_monet, on the devices
+the run trained on, into images.zip (7,000-10,000 JPEGs of 256x256).
+
+Batches are translated where the model lives: under the tf.distribute strategy (each replica
+takes its slice of the batch) or as one jitted JAX call sharded over the devices, with a fixed
+batch shape so XLA compiles once. Reading, resizing, JPEG encoding and the zip are
+monet_tf.predict's, so the archive is the one `python -m monet_tf.predict` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+import zipfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from monet_tf import predict
+from monet_tf.data import to_uint8
+from monet_tf.export import inference_copy
+
+KAGGLE_WORKING = "/kaggle/working"
+SIZE = 256
+
+
+class SubmissionError(RuntimeError):
+    """The submission zip is not what Kaggle accepts; the message says what is wrong."""
+
+
+def on_kaggle() -> bool:
+    """Inside a Kaggle notebook (its kernels set KAGGLE_KERNEL_RUN_TYPE)."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) and os.path.isdir(KAGGLE_WORKING)
+
+
+def resolve_path(setting: str) -> str | None:
+    """submission.path: "" none, "auto" the Kaggle working folder's images.zip on Kaggle."""
+    if setting == "auto":
+        return os.path.join(KAGGLE_WORKING, "images.zip") if on_kaggle() else None
+    return setting or None
+
+
+def translator(generator: keras.Model, runtime, global_batch: int):
+    """uint8 [global_batch, S, S, 3] -> uint8 numpy, compiled once for that shape."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        from monet_tf.inception import shard_batch
+
+        def infer(trainable, non_trainable, images):
+            x = keras.ops.cast(images, "float32") / 127.5 - 1.0
+            y, _ = generator.stateless_call(trainable, non_trainable, x, training=False)
+            y = keras.ops.clip(keras.ops.round((keras.ops.cast(y, "float32") + 1.0) * 127.5),
+                               0, 255)
+            return keras.ops.cast(y, "uint8")
+
+        step = jax.jit(infer)
+
+        def run(images):
+            with runtime.scope():
+                sharded = shard_batch(np.asarray(images), runtime.distribution)
+                return np.asarray(step([v.value for v in generator.trainable_variables],
+                                       [v.value for v in generator.non_trainable_variables],
+                                       sharded))
+        return run
+
+    strategy = runtime.tf_strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    per_replica = global_batch // replicas
+
+    def replica_fn(images):
+        # Every replica gets the whole host batch and translates its own slice of it.
+        start = tf.distribute.get_replica_context().replica_id_in_sync_group * per_replica
+        x = tf.cast(images[start:start + per_replica], tf.float32) / 127.5 - 1.0
+        return to_uint8(generator(x, training=False))
+
+    @tf.function
+    def run(images):
+        return strategy.gather(strategy.run(replica_fn, args=(images,)), axis=0)
+
+    return lambda images: run(tf.convert_to_tensor(images)).numpy()
+
+
+@dataclasses.dataclass
+class Submission:
+    path: str
+    count: int
+    seconds: float
+
+
+def write(generator: keras.Model, runtime, photos: str, path: str, batch_size: int = 16,
+          allow_any_count: bool = False, verbose: bool = True) -> Submission:
+    """Translates every image of `photos` (a folder, TFRecord folder or glob) into `path`."""
+    started = time.monotonic()
+    global_batch = batch_size * runtime.replicas
+    if tuple(generator.input_shape[1:3]) != (SIZE, SIZE):  # Trained below 256 px: a free copy.
+        generator = inference_copy(generator)
+    plan = predict.check_outputs(photos, path, batch_size=global_batch,
+                                 allow_any_count=allow_any_count, image_size=SIZE,
+                                 verbose=verbose)
+    count = predict.write_translations(plan, translator(generator, runtime, global_batch),
+                                       verbose=verbose, static_batch=True)
+    check_zip(path, count if allow_any_count else None)
+    return Submission(path, count, time.monotonic() - started)
+
+
+def check_zip(path: str, expected: int | None = None) -> int:
+    """Kaggle's rules for images.zip: 7,000-10,000 (or `expected`) uniquely named 256x256 RGB
+    JPEGs at the top level. Returns the count."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if expected is not None and len(names) != expected:
+            raise SubmissionError(f"{path}: {len(names)} images, expected {expected}")
+        if expected is None and not (predict.KAGGLE_MIN_IMAGES <= len(names)
+                                     <= predict.KAGGLE_MAX_IMAGES):
+            raise SubmissionError(f"{path}: {len(names)} images; Kaggle needs "
+                                  f"{predict.KAGGLE_MIN_IMAGES:,} to {predict.KAGGLE_MAX_IMAGES:,}")
+        if len({n.lower() for n in names}) != len(names):
+            raise SubmissionError(f"{path}: duplicate image names")
+        for name in names:
+            data = archive.read(name)
+            if "/" in name or not name.lower().endswith(".jpg") or data[:3] != b"\xff\xd8\xff":
+                raise SubmissionError(f"{path}: {name} is not a top-level .jpg JPEG")
+        for name in names[:: max(1, len(names) // 16)]:  # Decode a spread of them.
+            from PIL import Image
+
+            image = Image.open(io.BytesIO(archive.read(name)))
+            if image.size != (SIZE, SIZE) or image.mode != "RGB":
+                raise SubmissionError(f"{path}: {name} is {image.size} {image.mode}, not "
+                                      f"{SIZE}x{SIZE} RGB")
+    return len(names)
+
+
+def preflight(photos: str, path: str, settings) -> None:
+    """The checks `write` makes, before training: input found, count, output folder."""
+    try:
+        predict.check_outputs(photos, path, batch_size=settings.batch_size,
+                              allow_any_count=settings.allow_any_count, image_size=SIZE,
+                              verbose=False)
+    except predict.PredictError as err:
+        raise SubmissionError(f"submission.path={path}: {err}") from None

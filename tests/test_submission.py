@@ -1,0 +1,132 @@
+"""The submission written at the end of a run: every photo through the best generator, on the
+run's devices, into a zip Kaggle accepts; and the checks that refuse a bad one before training."""
+
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from monet_tf import submission
+from tests.test_train import TINY, run_train
+
+
+def _jpeg(size=(256, 256), seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return path
+
+
+def test_check_zip_accepts_a_good_archive_and_names_each_fault(tmp_path):
+    good = _zip(tmp_path / "good.zip", [(f"{i}.jpg", _jpeg(seed=i)) for i in range(5)])
+    assert submission.check_zip(str(good), expected=5) == 5
+    with pytest.raises(submission.SubmissionError, match="5 images; Kaggle needs 7,000 to 10,000"):
+        submission.check_zip(str(good))
+    faults = {
+        "expected 6": [(f"{i}.jpg", _jpeg()) for i in range(5)],
+        "duplicate image names": [("a.jpg", _jpeg()), ("A.jpg", _jpeg()), ("b.jpg", _jpeg()),
+                                  ("c.jpg", _jpeg()), ("d.jpg", _jpeg()), ("e.jpg", _jpeg())],
+        "is not a top-level .jpg JPEG": [("sub/a.jpg", _jpeg())] + [
+            (f"{i}.jpg", _jpeg()) for i in range(5)],
+        r"is \(128, 128\) RGB, not 256x256": [(f"{i}.jpg", _jpeg((128, 128))) for i in range(6)],
+    }
+    for i, (message, entries) in enumerate(faults.items()):
+        with pytest.raises(submission.SubmissionError, match=message):
+            submission.check_zip(str(_zip(tmp_path / f"bad{i}.zip", entries)), expected=6)
+
+
+def test_auto_means_the_kaggle_working_folder_only_on_kaggle(monkeypatch):
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    assert submission.resolve_path("auto") is None
+    assert submission.resolve_path("") is None
+    assert submission.resolve_path("out/images.zip") == "out/images.zip"
+
+
+def test_a_submission_that_cannot_be_written_is_refused_before_training(tmp_path):
+    nowhere = run_train(tmp_path / "a", f"--submission={tmp_path / 'missing' / 'images.zip'}",
+                        "--config.submission.allow_any_count=True", timeout=300)
+    assert nowhere.returncode == 2, nowhere.stderr[-2000:]
+    assert f"folder {tmp_path / 'missing'} does not exist" in nowhere.stderr
+    too_few = run_train(tmp_path / "b", f"--submission={tmp_path / 'images.zip'}", timeout=300)
+    assert too_few.returncode == 2, too_few.stderr[-2000:]
+    assert "has 32 images; a Kaggle images.zip needs 7,000 to 10,000" in too_few.stderr
+    for result in (nowhere, too_few):
+        assert "Epoch" not in result.stdout
+
+
+@pytest.mark.slow
+def test_run_submits_every_photo_through_the_best_generator(tmp_path, sample_dir):
+    """Scores every epoch, then translates all 32 sample photos (held-out ones too) with the
+    generator export/best holds: the zip's pixels are that SavedModel's translation."""
+    from monet_tf.inception import build_inception
+
+    weights = tmp_path / "inception.weights.h5"
+    build_inception(None).save_weights(str(weights))
+    workdir, path = tmp_path / "run", tmp_path / "images.zip"
+    result = run_train(workdir, "--config.train.epochs=2", "--config.train.decay_epochs=1",
+                       "--config.eval.every=1", "--config.eval.num_images=4",
+                       "--config.eval.batch_size=4", f"--config.eval.inception_weights={weights}",
+                       f"--submission={path}", "--config.submission.allow_any_count=True",
+                       "--config.submission.batch_size=3", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((workdir / "export" / "best" / "score.json").read_text())
+    assert re.search(rf"with the best \(MiFID {best['mifid']:.2f}, epoch {best['epoch']}\)",
+                     result.stdout), result.stdout[-3000:]
+    assert re.search(rf"submission: {path}: 32 images in \S+; \S+ since the run started",
+                     result.stdout), result.stdout[-3000:]
+
+    _assert_zip_is_the_translation(path, workdir / "export" / "best" / "photo_to_monet", sample_dir)
+
+
+def test_jax_run_submits_through_a_sharded_jitted_call(tmp_path, sample_dir):
+    """On JAX over 2 host devices the photos go through one jitted call sharded over both; the
+    zip is the exported SavedModel's translation."""
+    pytest.importorskip("jax")
+    from tests.test_train_jax import _env as jax_env
+
+    workdir, path = tmp_path / "run", tmp_path / "images.zip"
+    result = subprocess.run(
+        [sys.executable, str(TINY.parents[1] / "run_train.py"), f"--config={TINY}",
+         f"--workdir={workdir}", "--backend=jax", "--strategy=cpu", "--cpu_replicas=2",
+         "--config.train.decay_epochs=0", f"--submission={path}",
+         "--config.submission.allow_any_count=True", "--config.submission.batch_size=3"],
+        capture_output=True, text=True, timeout=900, env=jax_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "with the last photo_to_monet" in result.stdout
+    _assert_zip_is_the_translation(path, workdir / "export" / "photo_to_monet", sample_dir)
+
+
+def _assert_zip_is_the_translation(path, saved_model, sample_dir):
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    records = tf.data.TFRecordDataset(sorted(map(str, (sample_dir / "photo_tfrec").glob("*.tfrec"))))
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        assert len(names) == len(set(names)) == 32
+        for record in records.take(5):
+            example = tf.io.parse_single_example(record, {
+                "image_name": tf.io.FixedLenFeature([], tf.string),
+                "image": tf.io.FixedLenFeature([], tf.string)})
+            photo = tf.image.resize(tf.io.decode_jpeg(example["image"]), [256, 256])
+            photo = tf.cast(tf.round(tf.clip_by_value(photo, 0, 255)), tf.uint8)
+            # Through the same JPEG encoding: an untrained generator's grain alone moves ~15 levels.
+            expected = tf.io.decode_jpeg(tf.io.encode_jpeg(serve(photo[None])["images"][0],
+                                                           quality=95)).numpy().astype(int)
+            name = example["image_name"].numpy().decode() + ".jpg"
+            got = np.asarray(Image.open(io.BytesIO(archive.read(name)))).astype(int)
+            assert got.shape == (256, 256, 3)
+            assert np.abs(got - expected).mean() < 3, name
+            assert np.abs(got - photo.numpy().astype(int)).mean() > 10, name  # not the input
