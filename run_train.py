@@ -72,7 +72,8 @@ def main(argv):
     from monet_tf.submission import SubmissionError
     from monet_tf.runtime import make_runtime
     from monet_tf.strategy import StrategyError
-    from monet_tf.train import ConfigError, TrainingDiverged, TrainingStopped, train
+    from monet_tf.train import (ConfigError, TrainingDiverged, TrainingStopped, format_duration,
+                                train)
 
     cfg = _CONFIG.value
     with cfg.unlocked():
@@ -121,7 +122,7 @@ def main(argv):
         print(f"done: {result.epochs_done} epochs; generators exported to {result.export_dir}")
     if _DRY_RUN.value:
         print(f"dry run: {result.steps_done} steps on the sample, export and zip in "
-              f"{plan._duration(time.monotonic() - started)}")
+              f"{format_duration(time.monotonic() - started)}")
         print(full_run)
         print(plan.memory(result.model, cfg))
 

@@ -14,14 +14,9 @@ import sys
 import ml_collections
 
 from monet_tf.models import total_steps
+from monet_tf.train import format_duration
 
 DRY_RUN_STEPS = 3
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def full_run(cfg: ml_collections.ConfigDict) -> dict:
@@ -48,13 +43,13 @@ def describe(cfg: ml_collections.ConfigDict) -> str:
              f"({cfg.train.batch_size} x {plan['devices']} devices) = {plan['pairs']:,} pairs"]
     if "train_seconds" in plan:
         lines.append(f"  training at an assumed {est.pairs_per_second:g} pairs/s: "
-                     f"{_duration(plan['train_seconds'])} (time_budget "
+                     f"{format_duration(plan['train_seconds'])} (time_budget "
                      f"{cfg.train.time_budget or 'none'})")
     else:
         lines.append("  training time: unknown (estimate.pairs_per_second is not set)")
     if "translate_seconds" in plan:
         lines.append(f"  translating {est.photos:,} photos at an assumed "
-                     f"{est.images_per_second:g} images/s: {_duration(plan['translate_seconds'])}")
+                     f"{est.images_per_second:g} images/s: {format_duration(plan['translate_seconds'])}")
     lines.append(f"  limit for the whole job: {est.limit}")
     return "\n".join(lines)
 

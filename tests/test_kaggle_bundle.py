@@ -191,8 +191,6 @@ def test_bundle_installs_offline_into_a_kaggle_like_venv_and_dry_runs(bundle_dir
                                capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert installed.returncode == 2 and "run_train.py not found" in installed.stderr
 
-    if "dry_run" not in (bundle_dir / "run_train.py").read_text():
-        pytest.skip("run_train.py has no --dry_run yet")
     workdir = tmp_path / "dry"
     dry = subprocess.run(
         [str(python), str(bundle_dir / "run_train.py"),
@@ -200,9 +198,13 @@ def test_bundle_installs_offline_into_a_kaggle_like_venv_and_dry_runs(bundle_dir
          f"--workdir={workdir}"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
-    zips = sorted(workdir.rglob("*.zip"))
-    assert zips, f"no zip under {workdir}: {sorted(p.name for p in workdir.rglob('*'))}"
-    with zipfile.ZipFile(zips[0]) as zf:
+    with zipfile.ZipFile(workdir / "images.zip") as zf:
         names = zf.namelist()
-        assert names and all(n.lower().endswith(".jpg") for n in names)
+        assert len(names) == 32 and all(n.lower().endswith(".jpg") for n in names)
         assert zf.read(names[0])[:3] == b"\xff\xd8\xff"
+    # The full run's plan at the config's assumed throughput, and its memory.
+    assert "dry run: 3 steps on the sample" in dry.stdout, dry.stdout[-3000:]
+    assert ("full run: 15,000 steps (68.5 epochs of 219 steps) at a global batch of 32 "
+            "(4 x 8 devices) = 480,000 pairs") in dry.stdout, dry.stdout[-3000:]
+    assert "training at an assumed 100 pairs/s: 1h20m (time_budget 4h15m)" in dry.stdout
+    assert re.search(r"^memory: 28\.3M parameters; .* GiB per device", dry.stdout, re.M)

@@ -317,7 +317,9 @@ def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, wher
     """1s runs out in the first epoch's first step; 40s before an epoch that would not fit
     (the first, with its compile, takes most of it). Either way: saved, exported, exit 0, and
     the console carries no TensorFlow log lines."""
-    result = run_train(tmp_path, "--config.train.epochs=50", f"--config.train.time_budget={budget}")
+    result = run_train(tmp_path, "--config.train.epochs=50", f"--config.train.time_budget={budget}",
+                       f"--submission={tmp_path / 'images.zip'}",
+                       "--config.submission.allow_any_count=True")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"time budget 0m{int(budget[:-1]):02d}s: stopped {where}" in result.stdout, result.stdout
     done = re.search(r"done within the time budget: (\d+) of 51 epochs, (\d+) steps", result.stdout)
@@ -327,6 +329,7 @@ def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, wher
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{steps}")
     assert (tmp_path / "export" / "photo_to_monet" / "saved_model.pb").exists()
     assert len(list((tmp_path / "demo").glob("*_monet.jpg"))) == 2
+    assert re.search(rf"submission: {tmp_path / 'images.zip'}: 32 images", result.stdout)
     if budget == "1s":
         assert steps == 1 and not list((tmp_path / "samples").glob("*.png"))
     noise = NOISE.findall(result.stdout + result.stderr)
