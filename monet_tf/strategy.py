@@ -155,13 +155,13 @@ def xla_choice(setting, kind: str, device_kind: str) -> tuple[bool, str]:
     return on, f"XLA {'on' if on else 'off'}"
 
 
-def _device_kind(strategy: tf.distribute.Strategy) -> str:
+def _host_device_kind() -> str:
     return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
 def use_xla(setting, strategy: tf.distribute.Strategy) -> bool:
     """train.jit_compile for `strategy` on this host: see xla_choice."""
-    return xla_choice(setting, kind_of(strategy), _device_kind(strategy))[0]
+    return xla_choice(setting, kind_of(strategy), _host_device_kind())[0]
 
 
 def auto_precision(device_kind: str, compute_capability: float | None = None,
@@ -208,7 +208,7 @@ def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
         if kind_of(strategy) == "tpu":
             policy = auto_precision("tpu")
         else:
-            policy = auto_precision(_device_kind(strategy), gpu_compute_capability(),
+            policy = auto_precision(_host_device_kind(), gpu_compute_capability(),
                                     cpu_has_native_bfloat16())
     keras.config.set_dtype_policy(policy)
     log.info("mixed precision policy: %s", policy)
