@@ -1,10 +1,11 @@
 """Checkpoints that resume exactly, and the resolved config saved beside them.
 
-A checkpoint holds everything the next step depends on: the four networks, the four optimizers
-(their step counts drive the learning-rate schedule), the image pools and the step's random state.
+A checkpoint holds everything the next step depends on: the model family's networks (for CUT
+the projection heads too), one optimizer each (their step counts drive the learning-rate
+schedule), the image pools and the step's random state.
 
 TensorFlow runs write `tf.train.Checkpoint`s (`checkpoints/ckpt-N.index` + data): the state hangs
-off the CycleGAN model, so one object graph covers it; the generators are also named at the top
+off the model, so one object graph covers it; the exported generators are also named at the top
 level so that `monet_tf.export` can restore them alone.
 
 JAX runs write a folder per checkpoint, `checkpoints/ckpt-N/`: each network as a Keras
@@ -31,7 +32,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 # Settings a checkpoint's shapes or step count depend on: resuming with other values is refused.
 RESUME_KEYS = (
-    "model.generator", "model.ngf", "model.upsample", "model.critic", "model.ndf",
+    "model.kind", "model.generator", "model.ngf", "model.upsample", "model.critic", "model.ndf",
     "model.critic_layers", "model.spectral_norm", "data.image_size", "data.steps_per_epoch",
     "loss.pool_size",
 )
@@ -53,22 +54,18 @@ def check_workdir(workdir: str) -> None:
         raise WorkdirError(f"--workdir={workdir} cannot be written: {e}") from None
 
 
-NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
 COMPLETE = "COMPLETE"
 _FOLDER = re.compile(r"ckpt-(\d+)$")
 
 
 def training_checkpoint(model) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(
-        model=model,
-        photo_to_monet=model.photo_to_monet,
-        monet_to_photo=model.monet_to_photo,
-    )
+    return tf.train.Checkpoint(model=model, **{name: getattr(model, name)
+                                               for name in model.GENERATORS})
 
 
-def generators_checkpoint(photo_to_monet, monet_to_photo) -> tf.train.Checkpoint:
+def generators_checkpoint(generators: dict) -> tf.train.Checkpoint:
     """The part of `training_checkpoint` that inference needs."""
-    return tf.train.Checkpoint(photo_to_monet=photo_to_monet, monet_to_photo=monet_to_photo)
+    return tf.train.Checkpoint(**generators)
 
 
 def checkpoint_manager(checkpoint: tf.train.Checkpoint, workdir: str,
@@ -148,8 +145,7 @@ def read_weights(network: keras.Model, path: str) -> None:
 def _state_variables(model) -> dict[str, list]:
     """What state.npz holds besides the networks: each optimizer's variables (slots, step
     count) and the model's non-trainable variables (image pools, RNG), in a fixed order."""
-    groups = {f"optimizer/{name}": getattr(model, f"{name}_optimizer").variables
-              for name in NETWORKS}
+    groups = {f"optimizer/{name}": model.optimizer_of(name).variables for name in model.NETWORKS}
     groups["non_trainable"] = model.non_trainable_variables
     return groups
 
@@ -171,7 +167,7 @@ class FolderCheckpoints:
             raise WorkdirError(
                 f"{path} is not a JAX run's checkpoint folder (a TensorFlow run's? resume it "
                 "with --backend=tensorflow)")
-        for name in NETWORKS:
+        for name in self.model.NETWORKS:
             read_weights(getattr(self.model, name), os.path.join(path, f"{name}.weights.h5"))
         with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "rb") as f:
             state = dict(np.load(io.BytesIO(f.read())))
@@ -192,7 +188,8 @@ class FolderCheckpoints:
             arrays[f"{group}/names"] = np.array([v.path for v in variables])
             for i, variable in enumerate(variables):
                 arrays[f"{group}/{i}"] = np.asarray(variable.numpy())
-        path = _write_folder(self.model, os.path.join(self.root, f"ckpt-{step}"), NETWORKS,
+        path = _write_folder(self.model, os.path.join(self.root, f"ckpt-{step}"),
+                             self.model.NETWORKS,
                              marker=str(step), state=arrays)
         for _, old in _folders(self.root)[: -self.keep]:
             tf.io.gfile.rmtree(old)
@@ -225,7 +222,7 @@ def training_checkpoints(model, workdir: str, keep: int):
 
 def save_generators(model, path: str) -> str:
     """Just the generators, as a checkpoint folder that `restore_generators` reads."""
-    return _write_folder(model, path, NETWORKS[:2], marker="generators")
+    return _write_folder(model, path, model.GENERATORS, marker="generators")
 
 
 def save_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
@@ -244,11 +241,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+# What a config written before a field existed meant by it.
+_DEFAULTS = {"model.kind": "cyclegan"}
+
+
 def _lookup(cfg: ml_collections.ConfigDict, dotted: str):
     value = cfg
     for part in dotted.split("."):
         value = value.get(part) if hasattr(value, "get") else None
-    return value
+    return _DEFAULTS.get(dotted) if value is None else value
 
 
 def check_resumable(saved: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict,
@@ -272,11 +273,9 @@ def check_resumable(saved: ml_collections.ConfigDict, cfg: ml_collections.Config
 
 
 def restore_generators(workdir: str, checkpoint_path: str | None = None):
-    """Builds both generators from the saved config and restores them from a checkpoint.
-
-    Returns (photo_to_monet, monet_to_photo, config). Critics and optimizers are not built.
-    """
-    from monet_tf.models import build_generator
+    """Builds the run's exported generators from its saved config and restores them from a
+    checkpoint. Returns ({name: generator}, config); critics and optimizers are not built."""
+    from monet_tf.models.families import build_generators
 
     cfg = load_config(workdir)
     path = checkpoint_path or latest_checkpoint(workdir)
@@ -285,16 +284,11 @@ def restore_generators(workdir: str, checkpoint_path: str | None = None):
     folder = is_folder_checkpoint(path)
     if not folder and not tf.io.gfile.exists(path + ".index"):
         raise WorkdirError(f"--checkpoint={path}: no such checkpoint ({path}.index is missing)")
-    generators = [
-        build_generator(cfg.model.generator, ngf=cfg.model.ngf, upsample=cfg.model.upsample,
-                        dropout=cfg.model.dropout, norm_epsilon=cfg.model.norm_epsilon,
-                        image_size=cfg.data.image_size, model_name=name)
-        for name in ("photo_to_monet", "monet_to_photo")
-    ]
+    generators = build_generators(cfg)
     if folder:
-        for name, generator in zip(NETWORKS, generators):
+        for name, generator in generators.items():
             read_weights(generator, os.path.join(path, f"{name}.weights.h5"))
     else:
-        status = generators_checkpoint(*generators).restore(path)
+        status = generators_checkpoint(generators).restore(path)
         status.expect_partial().assert_existing_objects_matched()
-    return generators[0], generators[1], cfg
+    return generators, cfg

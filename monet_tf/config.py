@@ -32,6 +32,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.cache = True  # Cache decoded images in memory (the competition data fits easily).
 
     c.model = ml_collections.ConfigDict()
+    # The model family (monet_tf/models/families.py): cyclegan (two generators, two critics,
+    # cycle loss) | cut | fastcut (one generator, one critic, PatchNCE: Park et al. 2020) |
+    # dcgan (noise -> painting, trained on the paintings alone; no photo_to_monet).
+    c.model.kind = "cyclegan"
+    # Translators (cyclegan, cut, fastcut; CUT needs a ResNet):
     c.model.generator = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | unet_256 | unet_128
     c.model.ngf = 64  # Generator width (filters of the first conv).
     c.model.upsample = "transpose"  # transpose | resize (nearest-neighbour resize + conv)
@@ -42,13 +47,29 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.critic_noise = 0.0  # Std of Gaussian noise added to critic inputs (0: off).
     c.model.spectral_norm = False  # Spectral normalisation on the critic's convolutions.
     c.model.norm_epsilon = 1e-5  # Instance norm epsilon (PyTorch's default, not Keras' 1e-3).
+    # dcgan only: the noise vector's length, and the generator's width at its 4x4 start.
+    c.model.latent_dim = 128
+    c.model.dcgan_width = 512
 
     c.loss = ml_collections.ConfigDict()
     c.loss.gan = "lsgan"  # lsgan | bce | hinge
-    c.loss.cycle_weight = 10.0  # lambda of the cycle-consistency L1.
-    c.loss.identity_weight = 0.5  # Identity L1 weight, as a fraction of cycle_weight.
-    c.loss.pool_size = 50  # Image history pool per critic (0: off).
+    c.loss.cycle_weight = 10.0  # lambda of the cycle-consistency L1 (cyclegan).
+    c.loss.identity_weight = 0.5  # Identity L1 weight, as a fraction of cycle_weight (cyclegan).
+    c.loss.pool_size = 50  # Image history pool per critic (0: off; cyclegan only).
     c.loss.diffaugment = ""  # Comma list of color,translation,cutout (empty: off).
+    # cut / fastcut only (the reference's CUT_mode defaults where "auto" or 0):
+    c.loss.gan_weight = 1.0  # lambda_GAN.
+    c.loss.nce_weight = 0.0  # lambda_NCE; 0: the kind's (cut 1, fastcut 10).
+    c.loss.nce_identity = "auto"  # Identity NCE on real paintings: auto (cut on, fastcut off).
+    # Flip equivariance: a flipped photo's translation, flipped back, must match the photo's
+    # patches: auto (fastcut on, cut off) | true | false.
+    c.loss.nce_flip_equivariance = "auto"
+    # Generator layers PatchNCE compares (the reference's ResNet layers 0,4,8,12,16), by name:
+    # padded_input, down_1, down_2, block_1 ... block_9.
+    c.loss.nce_layers = "padded_input,down_1,down_2,block_1,block_5"
+    c.loss.nce_patches = 256  # Patches sampled per layer and image (negatives: the others).
+    c.loss.nce_units = 256  # Width of each layer's 2-layer MLP projection head.
+    c.loss.nce_temperature = 0.07  # tau.
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 2e-4

@@ -210,12 +210,10 @@ def export_generator(generator: keras.Model, path: str, multiple: int = 4,
         shutil.rmtree(old)
 
 
-GENERATORS = ("photo_to_monet", "monet_to_photo")
-
-
 def export_generators(generators: dict[str, keras.Model], export_dir: str, multiple: int,
                       precision: str = "float32") -> str:
-    """Exports each generator to `<export_dir>/<name>` (photo_to_monet, monet_to_photo)."""
+    """Exports each generator to `<export_dir>/<name>` (photo_to_monet, and monet_to_photo for
+    CycleGAN)."""
     for name, generator in generators.items():
         export_generator(generator, os.path.join(export_dir, name), multiple, precision)
     return export_dir
@@ -223,7 +221,8 @@ def export_generators(generators: dict[str, keras.Model], export_dir: str, multi
 
 def export_checkpoint(workdir: str, checkpoint: str | None = None, output: str | None = None,
                       precision: str = "float32") -> str:
-    """Rebuilds both generators from `workdir`'s saved config and a checkpoint, and exports them.
+    """Rebuilds the run's generators from `workdir`'s saved config and a checkpoint, and exports
+    them.
 
     `checkpoint`: a checkpoint prefix (default: the latest in `<workdir>/checkpoints`);
     `output`: the export folder (default `<workdir>/export`); `precision`: see export_generator.
@@ -231,9 +230,9 @@ def export_checkpoint(workdir: str, checkpoint: str | None = None, output: str |
     from monet_tf.checkpoints import restore_generators
     from monet_tf.models import generator_multiple
 
-    photo_to_monet, monet_to_photo, cfg = restore_generators(workdir, checkpoint)
+    generators, cfg = restore_generators(workdir, checkpoint)
     return export_generators(
-        {"photo_to_monet": photo_to_monet, "monet_to_photo": monet_to_photo},
+        generators,
         output or os.path.join(workdir, "export"),
         multiple=generator_multiple(cfg.model.generator),
         precision=precision,
@@ -251,7 +250,8 @@ def main(argv: list[str]) -> None:
     except (WorkdirError, ValueError, tf.errors.NotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"exported {', '.join(GENERATORS)} to {out}")
+    names = sorted(n for n in tf.io.gfile.listdir(out) if _is_saved_model(os.path.join(out, n)))
+    print(f"exported {', '.join(names)} to {out}")
 
 
 def define_flags() -> None:

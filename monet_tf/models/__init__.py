@@ -6,7 +6,8 @@ TensorFlow, so the models and the JAX step run on a machine with only JAX and Ke
 
 from monet_tf.models import losses
 from monet_tf.models.critics import CRITICS, build_critic
-from monet_tf.models.cyclegan import METRICS, CycleGAN, build_cyclegan, total_steps
+from monet_tf.models.cyclegan import METRICS, CycleGAN, build_cyclegan
+from monet_tf.models.gan import GANModel, schedule_steps, total_steps
 from monet_tf.models.diffaugment import diff_augment
 from monet_tf.models.generators import GENERATORS, build_generator, generator_multiple
 from monet_tf.models.image_pool import ImagePool
@@ -14,10 +15,10 @@ from monet_tf.models.layers import ReflectionPadding2D, instance_norm
 from monet_tf.models.schedules import LinearDecay
 
 __all__ = [
-    "CRITICS", "GENERATORS", "METRICS", "CycleGAN", "ImagePool", "LinearDecay",
+    "CRITICS", "GENERATORS", "METRICS", "CycleGAN", "GANModel", "ImagePool", "LinearDecay",
     "ReflectionPadding2D", "ReplicaSeedGenerator", "build_critic", "build_cyclegan",
     "build_generator", "diff_augment", "generator_multiple", "instance_norm", "losses",
-    "total_steps",
+    "schedule_steps", "total_steps",
 ]
 
 

@@ -13,12 +13,12 @@ import keras
 from keras import ops
 
 from monet_tf.models import losses
-from monet_tf.models.critics import build_critic
 from monet_tf.models.diffaugment import diff_augment, parse_policy
-from monet_tf.models.generators import build_generator, generator_multiple
+from monet_tf.models.gan import (
+    CRITIC_LOSS, GENERATOR_LOSS, GANModel, adam_optimizers, check_batch, patch_critic,
+    resolve_jit, static_batch, step_rng, translator,
+)
 from monet_tf.models.image_pool import ImagePool
-from monet_tf.models.loss_scale import DynamicLossScale
-from monet_tf.models.schedules import LinearDecay
 
 METRICS = (
     "monet_gen_loss",
@@ -31,37 +31,19 @@ METRICS = (
 )
 
 
-def _on_jax() -> bool:
-    return keras.backend.backend() == "jax"
-
-
-def _step_rng(seed: int, name: str):
-    """The step's RNG: per-replica streams under tf.distribute; on JAX, one stream for the one
-    program over the global batch."""
-    if _on_jax():
-        return keras.random.SeedGenerator(seed, name=name)
-    from monet_tf.models.replica_rng import ReplicaSeedGenerator
-
-    return ReplicaSeedGenerator(seed, name=name)
-
-
-def replicas_in_sync() -> int:
-    """How many copies of the step share a global batch: TF replicas; 1 on JAX, whose step
-    sees the whole global batch however many devices it is sharded over."""
-    if _on_jax():
-        return 1
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-class CycleGAN(keras.Model):
+class CycleGAN(GANModel):
     """Unpaired photo <-> Monet translation: photo_to_monet, monet_to_photo and their critics.
 
     Use: construct, compile(four optimizers, loss settings), fit on a dataset of (photo, monet)
     batches. image_size fixes the image pools' shape; pool_size 0 turns the pools off; seed seeds
     the step's RNG (pool draws, DiffAugment).
     """
+
+    NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
+    GENERATORS = ("photo_to_monet", "monet_to_photo")
+    METRICS = METRICS
+    LOSS_GROUPS = ((GENERATOR_LOSS, ("photo_to_monet", "monet_to_photo")),
+                   (CRITIC_LOSS, ("monet_critic", "photo_critic")))
 
     def __init__(
         self,
@@ -83,8 +65,8 @@ class CycleGAN(keras.Model):
         shape = (self.image_size, self.image_size, 3)
         self.monet_pool = ImagePool(pool_size, shape, name="monet_pool")
         self.photo_pool = ImagePool(pool_size, shape, name="photo_pool")
-        self.rng = _step_rng(seed, name="train_step_rng")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+        self.rng = step_rng(seed, name="train_step_rng")
+        self._make_trackers()
         self.built = True
 
     def call(self, photos, training=False):
@@ -112,59 +94,14 @@ class CycleGAN(keras.Model):
         critics' losses dynamically (models/loss_scale.py). The optimizers are built here, so
         their slots exist before the first step (for fit and tf.train.Checkpoint).
         """
-        optimizers = [
-            photo_to_monet_optimizer,
-            monet_to_photo_optimizer,
-            monet_critic_optimizer,
-            photo_critic_optimizer,
-        ]
-        if len({id(o) for o in optimizers}) != 4:
-            raise ValueError("CycleGAN.compile needs four distinct optimizers, one per network")
-        if loss_scaling is None:
-            loss_scaling = keras.config.dtype_policy().name == "mixed_float16"
-        if any(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers):
-            raise ValueError("CycleGAN.compile takes plain optimizers: it scales each loss "
-                             "itself (loss_scaling)")
-        self.generator_loss_scale = self.critic_loss_scale = None
-        if loss_scaling:
-            if _on_jax():
-                raise ValueError("mixed_float16 (loss scaling) is supported on the TensorFlow "
-                                 "backend only; on JAX use mixed_bfloat16 or float32")
-            self.generator_loss_scale = DynamicLossScale(name="generator_loss_scale")
-            self.critic_loss_scale = DynamicLossScale(name="critic_loss_scale")
-        (
-            self.photo_to_monet_optimizer,
-            self.monet_to_photo_optimizer,
-            self.monet_critic_optimizer,
-            self.photo_critic_optimizer,
-        ) = optimizers
+        optimizers = [photo_to_monet_optimizer, monet_to_photo_optimizer,
+                      monet_critic_optimizer, photo_critic_optimizer]
         self.gan_loss = losses.check_gan_loss(gan_loss)
         self.cycle_weight = float(cycle_weight)
         self.identity_weight = float(identity_weight)
         self.diffaugment = parse_policy(diffaugment)
-        for optimizer, network in zip(optimizers, self._networks()):
-            if not optimizer.built:
-                optimizer.build(network.trainable_variables)
-        # Keras' own optimizer slot: model.optimizer.iterations counts training steps (callbacks,
-        # resume). On TensorFlow it holds the photo_to_monet optimizer; on JAX, whose trainer
-        # carries only `model.optimizer.variables` through the step, a group of all four.
-        keras_optimizer = self.photo_to_monet_optimizer
-        if _on_jax():
-            from monet_tf.models.step_jax import OptimizerGroup
-
-            keras_optimizer = OptimizerGroup(optimizers)
-        super().compile(
-            optimizer=keras_optimizer,
-            steps_per_execution=steps_per_execution,
-            jit_compile=jit_compile,
-        )
-
-    def _networks(self):
-        return [self.photo_to_monet, self.monet_to_photo, self.monet_critic, self.photo_critic]
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+        self._compile_optimizers(dict(zip(self.NETWORKS, optimizers)), loss_scaling,
+                                 steps_per_execution, jit_compile)
 
     def _critic(self, critic, images):
         if self.diffaugment:
@@ -179,9 +116,7 @@ class CycleGAN(keras.Model):
         """
         photo = ops.cast(photo, "float32")
         monet = ops.cast(monet, "float32")
-        batch = photo.shape[0]
-        if batch is None:
-            raise ValueError("CycleGAN.train_step needs a static batch size (drop_remainder=True)")
+        batch = static_batch(photo)
         mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
         use_identity = self.identity_weight > 0.0
         use_pool = self.monet_pool.pool_size > 0
@@ -233,43 +168,6 @@ class CycleGAN(keras.Model):
         terms["critic_total_loss"] = terms["monet_critic_loss"] + terms["photo_critic_loss"]
         return terms
 
-    def train_step(self, *args):
-        """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
-        if _on_jax():
-            from monet_tf.models import step_jax
-
-            return step_jax.train_step(self, *args)
-        from monet_tf.models import step_tensorflow
-
-        return step_tensorflow.train_step(self, *args)
-
-
-def _default_jit(setting) -> bool:
-    if _on_jax():
-        return str(setting).lower() != "false"
-    import tensorflow as tf
-
-    from monet_tf.strategy import use_xla
-
-    return use_xla(setting, tf.distribute.get_strategy())
-
-
-def schedule_steps(cfg, steps_per_epoch: int) -> tuple[int, int]:
-    """(constant, decay) learning-rate steps: from train.steps and train.decay_fraction when
-    train.steps > 0, else from the epochs."""
-    total = int(cfg.train.steps)
-    if total > 0:
-        fraction = float(cfg.train.decay_fraction)
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"train.decay_fraction={fraction} must be in [0, 1]")
-        decay = int(round(total * fraction))
-        return total - decay, decay
-    return cfg.train.epochs * steps_per_epoch, cfg.train.decay_epochs * steps_per_epoch
-
-
-def total_steps(cfg, steps_per_epoch: int) -> int:
-    return sum(schedule_steps(cfg, steps_per_epoch))
-
 
 def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
                    jit_compile: bool | None = None, replicas: int | None = None) -> CycleGAN:
@@ -282,68 +180,27 @@ def build_cyclegan(cfg, steps_per_epoch: int, global_batch_size: int,
     returns, every variable (weights, optimizer slots and iterations, pools, RNG, metric
     accumulators) exists, so a checkpoint can be restored before fit().
     """
-    replicas = replicas_in_sync() if replicas is None else replicas
-    if steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    if global_batch_size < 1 or global_batch_size % replicas:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} must be a positive multiple of the "
-            f"{replicas} replicas"
-        )
-    m = cfg.model
-    size = int(cfg.data.image_size)
-    multiple = generator_multiple(m.generator)
-    if size % multiple:
-        raise ValueError(
-            f"data.image_size={size} must be a multiple of {multiple} for generator {m.generator!r}"
-        )
+    check_batch(steps_per_epoch, global_batch_size, replicas)
     seed = int(cfg.seed)
-
-    def generator(name, offset):
-        return build_generator(
-            m.generator, ngf=m.ngf, upsample=m.upsample, dropout=m.dropout,
-            norm_epsilon=m.norm_epsilon, image_size=size, model_name=name, seed=seed * 4 + offset,
-        )
-
-    def critic(name, offset):
-        return build_critic(
-            m.critic, ndf=m.ndf, n_layers=m.critic_layers, noise=m.critic_noise,
-            spectral_norm=m.spectral_norm, norm_epsilon=m.norm_epsilon, image_size=size,
-            model_name=name, seed=seed * 4 + offset,
-        )
-
     model = CycleGAN(
-        generator("photo_to_monet", 0),
-        generator("monet_to_photo", 1),
-        critic("monet_critic", 2),
-        critic("photo_critic", 3),
-        image_size=size,
+        translator(cfg, "photo_to_monet", seed * 4),
+        translator(cfg, "monet_to_photo", seed * 4 + 1),
+        patch_critic(cfg, "monet_critic", seed * 4 + 2),
+        patch_critic(cfg, "photo_critic", seed * 4 + 3),
+        image_size=int(cfg.data.image_size),
         pool_size=cfg.loss.pool_size,
         seed=seed,
         name="cyclegan",
     )
-    constant_steps, decay_steps = schedule_steps(cfg, steps_per_epoch)
-    schedule = LinearDecay(cfg.optim.lr, constant_steps=constant_steps, decay_steps=decay_steps)
-
-    def adam(name):
-        return keras.optimizers.Adam(
-            schedule, beta_1=cfg.optim.beta_1, beta_2=cfg.optim.beta_2,
-            epsilon=cfg.optim.epsilon, name=name
-        )
-
-    if jit_compile is None:
-        jit_compile = _default_jit(cfg.train.jit_compile)
+    optimizers = adam_optimizers(cfg, steps_per_epoch, CycleGAN.NETWORKS)
     model.compile(
-        adam("photo_to_monet_adam"),
-        adam("monet_to_photo_adam"),
-        adam("monet_critic_adam"),
-        adam("photo_critic_adam"),
+        *optimizers.values(),
         gan_loss=cfg.loss.gan,
         cycle_weight=cfg.loss.cycle_weight,
         identity_weight=cfg.loss.identity_weight,
         diffaugment=cfg.loss.diffaugment,
         steps_per_execution=cfg.train.steps_per_execution,
-        jit_compile=jit_compile,
+        jit_compile=resolve_jit(cfg, jit_compile),
     )
     model.global_batch_size = int(global_batch_size)
     return model

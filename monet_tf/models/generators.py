@@ -12,6 +12,10 @@ from keras import layers
 from monet_tf.models.layers import Initializers, ReflectionPadding2D, float32_output, instance_norm
 
 GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
+# Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
+# ids that CUT uses (0, 4, 8, 12, 16): the padded input, the two downsampling convolutions and
+# the outputs of residual blocks 1..n.
+ENCODER_FEATURES = ("padded_input", "down_1", "down_2") + tuple(f"block_{i}" for i in range(1, 10))
 
 
 def generator_multiple(name: str) -> int:
@@ -70,26 +74,29 @@ def resnet_generator(
     init = Initializers(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
 
-    def conv_norm_relu(x, filters, kernel, strides=1, reflect=0, zero=0):
+    def conv_norm_relu(x, filters, kernel, strides=1, reflect=0, zero=0, pad_name=None,
+                       conv_name=None):
         if reflect:
-            x = ReflectionPadding2D(reflect)(x)
+            x = ReflectionPadding2D(reflect, name=pad_name)(x)
         if zero:
             x = layers.ZeroPadding2D(zero)(x)
-        x = layers.Conv2D(filters, kernel, strides, use_bias=False, kernel_initializer=init())(x)
+        x = layers.Conv2D(filters, kernel, strides, use_bias=False, kernel_initializer=init(),
+                          name=conv_name)(x)
         x = instance_norm(norm_epsilon)(x)
         return layers.ReLU()(x)
 
-    x = conv_norm_relu(inputs, ngf, 7, reflect=3)
-    x = conv_norm_relu(x, ngf * 2, 3, strides=2, zero=1)
-    x = conv_norm_relu(x, ngf * 4, 3, strides=2, zero=1)
-    for _ in range(blocks):
+    # The layers named here are the encoder features CUT's PatchNCE reads (ENCODER_FEATURES).
+    x = conv_norm_relu(inputs, ngf, 7, reflect=3, pad_name="padded_input")
+    x = conv_norm_relu(x, ngf * 2, 3, strides=2, zero=1, conv_name="down_1")
+    x = conv_norm_relu(x, ngf * 4, 3, strides=2, zero=1, conv_name="down_2")
+    for block in range(blocks):
         y = conv_norm_relu(x, ngf * 4, 3, reflect=1)
         if dropout:
             y = layers.Dropout(dropout)(y)
         y = ReflectionPadding2D(1)(y)
         y = layers.Conv2D(ngf * 4, 3, use_bias=False, kernel_initializer=init())(y)
         y = instance_norm(norm_epsilon)(y)
-        x = layers.Add()([x, y])
+        x = layers.Add(name=f"block_{block + 1}")([x, y])
     for filters in (ngf * 2, ngf):
         if upsample == "transpose":
             x = layers.Conv2DTranspose(

@@ -18,19 +18,21 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator, tf.__internal__.tracking.
 
     The state [seed, counter] is mirrored and advances identically on every replica (aggregation
     ONLY_FIRST_REPLICA, so it can be assigned inside strategy.run); each draw folds the replica id
-    into the seed so replicas sample independently. Works with every keras.random function.
-    Unlike a plain SeedGenerator it is trackable, so tf.train.Checkpoint saves its state.
+    into the seed so replicas sample independently (shared=True: every replica draws the same
+    numbers). Works with every keras.random function. Unlike a plain SeedGenerator it is
+    trackable, so tf.train.Checkpoint saves its state.
     """
 
     REPLICA_STRIDE = 1_000_003
 
-    def __init__(self, seed: int = 0, name: str | None = None, **kwargs):
+    def __init__(self, seed: int = 0, name: str | None = None, shared: bool = False, **kwargs):
         # Deliberately not SeedGenerator.__init__: its state variable has aggregation "none".
         from keras.src import backend
 
         self.name = name or "replica_seed_generator"
         self.backend = backend
         self._initial_seed = int(seed)
+        self.stride = 0 if shared else self.REPLICA_STRIDE
         initial = np.array([int(seed), 0])
 
         def seed_initializer(*args, **kwargs):
@@ -49,7 +51,7 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator, tf.__internal__.tracking.
     def next(self, ordered: bool = True):
         value = self.state.value * 1
         self.state.assign(value + ops.convert_to_tensor(np.array([0, 1]), dtype=value.dtype))
-        return value + ops.stack([_replica_id(value.dtype) * self.REPLICA_STRIDE, ops.zeros((), value.dtype)])
+        return value + ops.stack([_replica_id(value.dtype) * self.stride, ops.zeros((), value.dtype)])
 
 
 def _replica_id(dtype):

@@ -1,12 +1,12 @@
-"""The CycleGAN training step on JAX: one stateless function that Keras' JAX trainer jits.
+"""The training step on JAX: one stateless function that Keras' JAX trainer jits.
 
 Keras hands `train_step(state, data)` the values of every variable, as
 (trainable, non-trainable, optimizer, metric) lists, and keeps what it returns. Here:
-- the shared loss maths (`CycleGAN.compute_losses`) runs inside a StatelessScope that maps every
+- the family's shared loss maths (`compute_losses`) runs inside a StatelessScope that maps every
   variable to its value in `state`, so the image pools and the step RNG (non-trainable variables)
   come out updated instead of being assigned;
-- one forward pass and `jax.vjp` give both gradients: the generators' of the generator loss and
-  the critics' of the critic loss (XLA drops the cross terms nobody uses);
+- one forward pass and `jax.vjp` give every loss group's gradients: the generators' of the
+  generator loss and the critics' of the critic loss (XLA drops the cross terms nobody uses);
 - each network's optimizer applies its gradients with `stateless_apply`, and the metric
   accumulators update with `stateless_update_state`.
 The step sees the global batch. Under keras.distribution.DataParallel the same program is
@@ -19,11 +19,10 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from monet_tf.models.cyclegan import METRICS
 
 
 class OptimizerGroup(keras.optimizers.Optimizer):
-    """The four networks' optimizers as Keras' one `model.optimizer`.
+    """The networks' optimizers as Keras' one `model.optimizer`.
 
     Keras' JAX trainer threads `model.optimizer.variables` through the jitted step and writes
     them back after the epoch; this group lists all four optimizers' variables, so every slot is
@@ -31,7 +30,7 @@ class OptimizerGroup(keras.optimizers.Optimizer):
     applied itself: `train_step` applies each member to its own network.
     """
 
-    def __init__(self, optimizers, name: str = "cyclegan_optimizers"):
+    def __init__(self, optimizers, name: str = "network_optimizers"):
         super().__init__(learning_rate=0.0, name=name)
         self.members = list(optimizers)
         self.built = True
@@ -56,13 +55,15 @@ def _positions(all_variables, subset):
 def train_step(model, state, data):
     trainable, non_trainable, optimizer_values, metric_values = state
     photo, monet = data
-    networks = model._networks()
+    networks = model.networks()
     optimizers = model.optimizer.members
     trainable_refs = model.trainable_variables
     non_trainable_refs = model.non_trainable_variables
     per_network = [_positions(trainable_refs, n.trainable_variables) for n in networks]
     if sorted(i for p in per_network for i in p) != list(range(len(trainable_refs))):
-        raise ValueError("CycleGAN's trainable variables must belong to its four networks")
+        raise ValueError(f"{type(model).__name__}'s trainable variables must belong to its "
+                         f"networks {', '.join(model.NETWORKS)}")
+    group_losses = [loss for loss, _ in model.LOSS_GROUPS]
 
     def forward(network_values):
         values = list(trainable)
@@ -73,15 +74,19 @@ def train_step(model, state, data):
         with keras.StatelessScope(state_mapping=mapping) as scope:
             terms = model.compute_losses(photo, monet, global_batch=photo.shape[0])
         updated = [scope.get_current_value(v) for v in non_trainable_refs]
-        return (terms["gen_total_loss"], terms["critic_total_loss"]), (terms, updated)
+        return tuple(terms[loss] for loss in group_losses), (terms, updated)
 
     network_values = [[trainable[i] for i in positions] for positions in per_network]
-    (gen_total, critic_total), backward, (terms, non_trainable) = jax.vjp(
-        forward, network_values, has_aux=True)
-    one, zero = jnp.ones_like(gen_total), jnp.zeros_like(gen_total)
-    (gen_grads,) = backward((one, zero))
-    (critic_grads,) = backward((zero, one))
-    grads = gen_grads[:2] + critic_grads[2:]  # Generators from their loss, critics from theirs.
+    totals, backward, (terms, non_trainable) = jax.vjp(forward, network_values, has_aux=True)
+    # Each network's gradient is of its own group's loss only.
+    grads = [None] * len(networks)
+    for g, (_, names) in enumerate(model.LOSS_GROUPS):
+        seeds = tuple(jnp.ones_like(t) if k == g else jnp.zeros_like(t)
+                      for k, t in enumerate(totals))
+        (group_grads,) = backward(seeds)
+        for name in names:
+            n = model.NETWORKS.index(name)
+            grads[n] = group_grads[n]
 
     trainable = list(trainable)
     new_optimizer_values = []
@@ -98,7 +103,7 @@ def train_step(model, state, data):
 
     logs, new_metric_values = {}, []
     start = 0
-    for name, tracker in zip(METRICS, model.metrics):
+    for name, tracker in zip(model.METRICS, model.metrics):
         n = len(tracker.variables)
         updated = tracker.stateless_update_state(metric_values[start : start + n], terms[name])
         logs[name] = tracker.stateless_result(updated)

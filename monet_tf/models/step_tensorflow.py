@@ -1,4 +1,4 @@
-"""The CycleGAN training step on TensorFlow: a GradientTape over the shared loss maths.
+"""The training step on TensorFlow: a GradientTape over a model family's shared loss maths.
 
 Runs per replica under tf.distribute: each replica's losses are its share of the global-batch
 mean, so the gradients Keras' optimizers sum over replicas are those of the global mean.
@@ -9,34 +9,26 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from monet_tf.models.cyclegan import METRICS
+from monet_tf.models.gan import static_batch
 from monet_tf.models.loss_scale import count_nonfinite
 
 
 def train_step(model, data):
     photo, monet = data
-    batch = photo.shape[0]
-    if batch is None:
-        raise ValueError("CycleGAN.train_step needs a static batch size (drop_remainder=True)")
-    global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
+    global_batch = static_batch(photo) * tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape(persistent=True) as tape:
         terms = model.compute_losses(photo, monet, global_batch)
-    _apply(tape, terms["gen_total_loss"], model.generator_loss_scale, [
-        (model.photo_to_monet, model.photo_to_monet_optimizer),
-        (model.monet_to_photo, model.monet_to_photo_optimizer),
-    ])
-    _apply(tape, terms["critic_total_loss"], model.critic_loss_scale, [
-        (model.monet_critic, model.monet_critic_optimizer),
-        (model.photo_critic, model.photo_critic_optimizer),
-    ])
+    for loss, names in model.LOSS_GROUPS:
+        _apply(tape, terms[loss], model.loss_scale_of(loss),
+               [(getattr(model, name), model.optimizer_of(name)) for name in names])
     del tape
 
-    values = ops.stack([terms[name] for name in METRICS])
+    values = ops.stack([terms[name] for name in model.METRICS])
     # Each replica holds its share of the global mean: the sum over replicas is the mean.
     context = tf.distribute.get_replica_context()
     if context is not None:
         values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-    for i, name in enumerate(METRICS):
+    for i, name in enumerate(model.METRICS):
         model.trackers[name].update_state(values[i])
     return {name: tracker.result() for name, tracker in model.trackers.items()}
 
