@@ -1,17 +1,21 @@
-r"""Image pairs/s of monet_tf's CycleGAN training step on Keras' JAX backend (no TensorFlow needed).
+r"""Image pairs/s of monet_tf's CycleGAN (or CUT / FastCUT) training step on Keras' JAX backend
+(no TensorFlow needed).
 
     python bench/step_jax.py --image_size 256 --generator resnet_9blocks --ngf 64 --batch 8 \
         --precision mixed_bfloat16 --rounds 5              # on an accelerator machine
     python bench/step_jax.py --platform cpu --image_size 32 --ngf 8 --rounds 1 --steps 1
+    python bench/step_jax.py --platform cpu --image_size 32 --ngf 8 --rounds 1 --steps 1 \
+        --model fastcut                                    # FastCUT vs CycleGAN
     python bench/step_jax.py --serve ...                   # worker of bench/train_step.py
 
 Imports neither TensorFlow nor monet_tf.runtime: it runs where only JAX, Keras and this repo are
 installed (e.g. a `pip install --target` folder on PYTHONPATH). The model is
-`build_cyclegan(base_config() + --image_size/--generator/--ngf/--seed)` with jit on, exactly the
-networks bench/train_step.py's TensorFlow side builds from the same seed (NumPy draws the initial
-weights on both backends). The step is driven as Keras' JAX `fit` drives it, without tf.data:
-`model.make_train_function()`, the state lists (trainable, non-trainable, optimizer, metric
-values) threaded through `model.train_function(state, iterator)` call after call, on one fixed
+`build_model(base_config() + --image_size/--generator/--ngf/--seed)` (model.kind cyclegan:
+build_cyclegan) with jit on, exactly the networks bench/train_step.py's TensorFlow side builds
+from the same seed (NumPy draws the initial weights on both backends). The step is driven as
+Keras' JAX `fit` drives it, without tf.data: `model.make_train_function()`, the state lists
+(trainable, non-trainable, optimizer, metric values) threaded through
+`model.train_function(state, iterator)` call after call, on one fixed
 random (photo, monet) batch held on the device(s).
 
 Flags:
@@ -26,6 +30,14 @@ Flags:
                      float32
   --rounds R, --steps S, --block_seconds T   R timed blocks of S steps (S=0: sized to ~T s)
   --seed N           seed of the networks and the batch (default 0)
+  --model KIND       cyclegan (default) | cut | fastcut: with cut or fastcut, CycleGAN and that
+                     kind are built alike (model.kind the only difference: same generator,
+                     critic, seed, batch, devices, policy) and timed in alternating rounds (the
+                     order reverses every round); per model: median ms/step, pairs/s (global
+                     batch / step time), first call, GFLOP/step, % of peak and parameters, and
+                     the line "ratio KIND/cyclegan R in pairs/s". `result` then holds "sides"
+                     ({kind: pairs_per_s, rates, ms_per_step, first_call_s, flops, loss,
+                     params}) and "ratio"; its other fields are CycleGAN's.
   --serve            worker mode, below
 
 Reported: first call (trace + XLA compile + one step, s), pairs/s per round and the median,
@@ -42,8 +54,10 @@ either case x devices.
 --serve: prints one JSON line on stdout when ready ({"ready": true, "first_call_s", "flops",
 "conv_peak_flops", "nominal_peak_flops", "device_kind", "devices", "policy", "loss", ...}), then
 reads commands from stdin: "run N" runs N steps, waits for them (jax.block_until_ready) and
-prints {"steps": N, "seconds": S, "loss": L}; "quit" (or end of input) exits. Everything else
-the process prints goes to stderr.
+prints {"steps": N, "seconds": S, "loss": L}; "quit" (or end of input) exits. With --model
+cut|fastcut the ready line also has "sides" ({kind: first_call_s, flops, loss, params}) and
+"run N KIND" runs that model ("run N": CycleGAN). Everything else the process prints goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -72,6 +86,7 @@ NOMINAL_PEAKS = (
     (r"\btpu v3\b", 123e12 / 2, "TPU v3 bf16, 123 per chip / 2 cores"),
 )
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+MODELS = ("cyclegan", "cut", "fastcut")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=0, help="per timed block; 0: ~--block_seconds")
     p.add_argument("--block_seconds", type=float, default=6.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="cyclegan", choices=MODELS,
+                   help="cut / fastcut: time that kind against CycleGAN (same networks)")
     p.add_argument("--serve", action="store_true", help="worker mode (JSON on stdin/stdout)")
     args = p.parse_args(argv)
     if args.batch < 1 or args.devices < 0 or args.rounds < 1 or args.steps < 0:
@@ -165,35 +182,62 @@ def _flops(compiled, devices: int) -> float | None:
 
 
 class Bench:
-    """The model, its state and the batch; `run(steps)` -> seconds (blocked until done)."""
+    """The model, its state and the batch; `run(steps)` -> seconds (blocked until done).
 
-    def __init__(self, args):
+    kind: the family (cfg.model.kind, built with build_model). like: another Bench whose
+    devices, policy, distribution, batch and measured conv peak this one shares (to time two
+    families on the same footing in one process)."""
+
+    def __init__(self, args, kind: str = "cyclegan", like: "Bench | None" = None):
         import jax
         import keras
         import numpy as np
 
         from monet_tf import config as config_lib
-        from monet_tf.models import build_cyclegan
+        from monet_tf.models.families import build_model
 
-        devices = jax.devices(args.platform) if args.platform else jax.devices()
-        if args.devices > len(devices):
-            raise SystemExit(f"--devices={args.devices} but JAX sees {len(devices)} "
-                             f"{devices[0].platform} device(s)")
-        devices = devices[: args.devices or len(devices)]
-        self.devices = devices
-        self.device_kind = devices[0].device_kind
-        self.platform = devices[0].platform
-        self.policy = resolve_precision(args.precision, devices[0])
-        self.global_batch = args.batch * len(devices)
-        compute_dtype = "bfloat16" if self.policy == "mixed_bfloat16" else "float32"
-        self.conv_peak, self.conv_what = conv_peak(devices[0], compute_dtype)
-        self.nominal_peak, self.nominal_what = nominal_peak(self.device_kind)
+        self.kind = kind
+        if like is None:
+            devices = jax.devices(args.platform) if args.platform else jax.devices()
+            if args.devices > len(devices):
+                raise SystemExit(f"--devices={args.devices} but JAX sees {len(devices)} "
+                                 f"{devices[0].platform} device(s)")
+            devices = devices[: args.devices or len(devices)]
+            self.devices = devices
+            self.device_kind = devices[0].device_kind
+            self.platform = devices[0].platform
+            self.policy = resolve_precision(args.precision, devices[0])
+            self.global_batch = args.batch * len(devices)
+            compute_dtype = "bfloat16" if self.policy == "mixed_bfloat16" else "float32"
+            self.conv_peak, self.conv_what = conv_peak(devices[0], compute_dtype)
+            self.nominal_peak, self.nominal_what = nominal_peak(self.device_kind)
 
-        distribution = None
-        if len(devices) > 1:
-            distribution = keras.distribution.DataParallel(devices=devices)
-            keras.distribution.set_distribution(distribution)
+            self.distribution = None
+            if len(devices) > 1:
+                self.distribution = keras.distribution.DataParallel(devices=devices)
+                keras.distribution.set_distribution(self.distribution)
+            # The same batch as bench/train_step.py's TensorFlow side draws from the seed.
+            rng = np.random.default_rng(args.seed)
+            shape = (self.global_batch, args.image_size, args.image_size, 3)
+            batch = tuple(rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2))
+            if self.distribution is not None:
+                layout = self.distribution.get_data_layout(shape).backend_layout
+                batch = tuple(jax.device_put(x, layout) for x in batch)
+            else:
+                # Uncommitted, like the state and like fit's batches: committing only the batch
+                # would change the step's argument shardings after the first call (its outputs
+                # are committed then) and make JAX compile the step a second time.
+                batch = tuple(jax.device_put(x) for x in batch)
+            self.batch = batch
+        else:
+            for name in ("devices", "device_kind", "platform", "policy", "global_batch",
+                         "conv_peak", "conv_what", "nominal_peak", "nominal_what",
+                         "distribution", "batch"):
+                setattr(self, name, getattr(like, name))
+        devices, batch = self.devices, self.batch
+
         cfg = config_lib.base_config()
+        cfg.model.kind = kind
         cfg.data.image_size = args.image_size
         cfg.model.generator = args.generator
         cfg.model.ngf = args.ngf
@@ -201,23 +245,12 @@ class Bench:
         self.ndf = cfg.model.ndf
         keras.utils.set_random_seed(cfg.seed)
         keras.config.set_dtype_policy(self.policy)
-        model = build_cyclegan(cfg, steps_per_epoch=1000, global_batch_size=self.global_batch,
-                               jit_compile=True)
+        model = build_model(cfg, steps_per_epoch=1000, global_batch_size=self.global_batch,
+                            jit_compile=True)
         model.make_train_function()
         self.model = model
+        self.params = {name: int(getattr(model, name).count_params()) for name in model.NETWORKS}
 
-        # The same batch as bench/train_step.py's TensorFlow side draws from the seed.
-        rng = np.random.default_rng(args.seed)
-        shape = (self.global_batch, args.image_size, args.image_size, 3)
-        batch = tuple(rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2))
-        if distribution is not None:
-            batch = tuple(jax.device_put(x, distribution.get_data_layout(x.shape).backend_layout)
-                          for x in batch)
-        else:
-            # Uncommitted, like the state and like fit's batches: committing only the batch
-            # would change the step's argument shardings after the first call (its outputs are
-            # committed then) and make JAX compile the step a second time.
-            batch = tuple(jax.device_put(x) for x in batch)
         self.data = itertools.repeat(batch)  # What train_function takes: an iterator of batches.
         self.state = (
             [v.value for v in model.trainable_variables],
@@ -267,16 +300,36 @@ class Bench:
 
         return {"device_kind": self.device_kind, "platform": self.platform,
                 "devices": len(self.devices), "policy": self.policy,
-                "global_batch": self.global_batch, "ndf": self.ndf,
+                "global_batch": self.global_batch, "ndf": self.ndf, "model": self.kind,
                 "first_call_s": self.first_call_s, "flops": self.flops, "loss": self.loss,
+                "params": self.params,
                 "conv_peak_flops": self.conv_peak, "conv_peak_what": self.conv_what,
                 "nominal_peak_flops": self.nominal_peak, "nominal_peak_what": self.nominal_what,
                 "jax": jax.__version__, "keras": keras.__version__}
 
 
+def build_benches(args) -> dict:
+    """{kind: Bench}: CycleGAN, and with --model=cut|fastcut that kind beside it (built alike,
+    sharing the devices, batch and peak)."""
+    benches = {"cyclegan": Bench(args, "cyclegan")}
+    if args.model != "cyclegan":
+        benches[args.model] = Bench(args, args.model, like=benches["cyclegan"])
+    return benches
+
+
+def side_info(bench) -> dict:
+    return {"first_call_s": bench.first_call_s, "flops": bench.flops, "loss": bench.loss,
+            "params": bench.params}
+
+
 def serve(args, out) -> None:
-    bench = Bench(args)
-    out.write(json.dumps({"ready": True, **bench.describe()}) + "\n")
+    """With --model=cut|fastcut the ready line also has "sides" ({kind: first_call_s, flops,
+    loss, params}) and "run N KIND" runs that model ("run N": CycleGAN's)."""
+    benches = build_benches(args)
+    ready = {"ready": True, **benches["cyclegan"].describe()}
+    if args.model != "cyclegan":
+        ready["sides"] = {kind: side_info(bench) for kind, bench in benches.items()}
+    out.write(json.dumps(ready) + "\n")
     out.flush()
     for line in sys.stdin:
         words = line.split()
@@ -284,16 +337,70 @@ def serve(args, out) -> None:
             continue
         if words[0] == "quit":
             break
-        if words[0] == "run" and len(words) == 2 and words[1].isdigit():
+        if (words[0] == "run" and len(words) in (2, 3) and words[1].isdigit()
+                and (len(words) == 2 or words[2] in benches)):
+            bench = benches[words[2] if len(words) == 3 else "cyclegan"]
             seconds, loss = bench.timed(int(words[1]))
             reply = {"steps": int(words[1]), "seconds": seconds, "loss": loss}
         else:
-            reply = {"error": f"unknown command {line.strip()!r}: use 'run N' or 'quit'"}
+            reply = {"error": f"unknown command {line.strip()!r}: use 'run N', 'run N KIND' "
+                              f"(KIND one of {', '.join(benches)}) or 'quit'"}
         out.write(json.dumps(reply) + "\n")
         out.flush()
 
 
+def compare_models(args) -> None:
+    """--model=cut|fastcut: CycleGAN and that kind, timed alternately in this process."""
+    benches = build_benches(args)
+    first = benches["cyclegan"]
+    d = first.describe()
+    print(f"JAX {d['jax']}, Keras {d['keras']}: {d['devices']} x {d['device_kind']} "
+          f"({d['platform']}); policy {d['policy']}; {args.image_size} px, {args.generator}, "
+          f"ngf {args.ngf}, ndf {d['ndf']}, batch {args.batch}/device = {d['global_batch']}: "
+          f"{args.model} vs cyclegan")
+    for kind, bench in benches.items():
+        print(f"{kind}: first call (trace + compile + 1 step) {bench.first_call_s:.1f} s, "
+              f"gen_total_loss {bench.loss:.4f}", flush=True)
+    probe = {kind: bench.timed(1)[0] for kind, bench in benches.items()}
+    steps = args.steps or max(1, round(args.block_seconds / max(probe.values())))
+    print(f"{args.rounds} rounds x {steps} steps per model", flush=True)
+    rates = {kind: [] for kind in benches}
+    for r in range(args.rounds):
+        for kind in (list(benches) if r % 2 == 0 else list(benches)[::-1]):
+            seconds, _ = benches[kind].timed(steps)
+            rates[kind].append(first.global_batch * steps / seconds)
+        print(f"  round {r + 1}: " + ", ".join(f"{kind} {rates[kind][-1]:.3f}"
+                                               for kind in benches) + " pairs/s", flush=True)
+    rate = {kind: statistics.median(r) for kind, r in rates.items()}
+    peak, peak_what = first.peak()
+    print(f"{'':9} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'% peak':>6} {'params':>11} {'vs cyclegan':>11}")
+    sides = {}
+    for kind, bench in benches.items():
+        step_s = first.global_batch / rate[kind]
+        gflops = (bench.flops or float("nan")) / 1e9
+        print(f"{kind:9} {step_s * 1e3:9.1f} {rate[kind]:8.3f} {bench.first_call_s:8.1f} "
+              f"{gflops:10.1f} {gflops / step_s:8.1f} {100 * gflops / step_s / (peak / 1e9):6.1f} "
+              f"{sum(bench.params.values()):11,d} {rate[kind] / rate['cyclegan']:11.2f}")
+        sides[kind] = {**side_info(bench), "pairs_per_s": rate[kind], "rates": rates[kind],
+                       "ms_per_step": step_s * 1e3}
+    for kind, bench in benches.items():
+        print(f"{kind} params: " + " + ".join(f"{net} {n:,d}" for net, n in bench.params.items()))
+    print(f"ms/step: median over the rounds; pairs/s: global batch {first.global_batch} / "
+          f"ms/step; GFLOP/step: XLA cost analysis of the compiled step (all devices); % peak of "
+          f"{peak / 1e9:.0f} GFLOP/s ({peak_what})")
+    ratio = rate[args.model] / rate["cyclegan"]
+    flops = {kind: bench.flops or float("nan") for kind, bench in benches.items()}
+    print(f"ratio {args.model}/cyclegan {ratio:.2f} in pairs/s (GFLOP/step cyclegan/"
+          f"{args.model} {flops['cyclegan'] / flops[args.model]:.2f})")
+    print("result " + json.dumps({**d, "model": args.model, "sides": sides, "ratio": ratio,
+                                  "steps": steps, "peak_flops": peak}))
+
+
 def standalone(args) -> None:
+    if args.model != "cyclegan":
+        compare_models(args)
+        return
     bench = Bench(args)
     d = bench.describe()
     print(f"JAX {d['jax']}, Keras {d['keras']}: {d['devices']} x {d['device_kind']} "

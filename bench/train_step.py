@@ -6,8 +6,13 @@ or (--backend=jax) monet_tf's step on Keras' JAX backend against the same step o
     python bench/train_step.py --rounds=3 --steps=2
     python bench/train_step.py --backend=jax --quick --rounds=2     # JAX step vs TensorFlow step
     python bench/train_step.py --backend=jax --quick --image_size=64 --steps=1 --rounds=2
+    python bench/train_step.py --model=fastcut --configs=b --rounds=3 --steps=2   # vs CycleGAN
+    python bench/train_step.py --model=cut --backend=jax --quick --image_size=64  # on JAX
 
 Flags beside --quick, --rounds, --steps, --block_seconds and --seed:
+  --configs=a,b             the configs to run (default: both, or (a) with --quick).
+  --model=cyclegan|cut|fastcut   cyclegan (default): the comparisons below. cut / fastcut: that
+                            family against CycleGAN, see "--model" at the end.
   --backend=tensorflow|jax  tensorflow (default): the sides below. jax: two sides, "tensorflow"
                             (ours, as below) and "jax" (bench/step_jax.py), see "--backend=jax".
   --batch=B                 batch per device (one device here), default 1.
@@ -23,12 +28,12 @@ Flags beside --quick, --rounds, --steps, --block_seconds and --seed:
 Every side trains the same architecture on the same fixed random (photo, monet) batch (of --batch
 pairs) held in memory, on this machine's CPU:
 
-- ours: `build_cyclegan(base_config() + overrides)` exactly as monet_tf.train builds it on this
-  machine: default strategy, train.mixed_precision "auto" (mixed_bfloat16 on a CPU with native
-  bfloat16, else float32; or --precision), train.jit_compile "auto" (no XLA on a CPU-only host),
-  pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as
-  `model.fit` drives it: its `train_function` called on an iterator of a repeated in-memory
-  tf.data dataset.
+- ours: `build_model(base_config() + overrides)` (model.kind cyclegan: build_cyclegan) exactly
+  as monet_tf.train builds it on this machine: default strategy, train.mixed_precision "auto"
+  (mixed_bfloat16 on a CPU with native bfloat16, else float32; or --precision),
+  train.jit_compile "auto" (no XLA on a CPU-only host), pool 50, lsgan, identity 0.5, cycle 10,
+  no DiffAugment, steps_per_execution 1; driven as `model.fit` drives it: its `train_function`
+  called on an iterator of a repeated in-memory tf.data dataset.
 - ours float32, ours float32 + XLA: the same step with mixed_precision=float32, and with
   jit_compile=true as well, to show where the difference comes from.
 - plain: the keras.io / TensorFlow-tutorial CycleGAN step in float32: fresh generators and critics
@@ -65,6 +70,21 @@ GFLOP/s and % of peak: the nominal dense peak of a known accelerator, else the f
 measured convs (TensorFlow's above, and in bfloat16 without XLA when ours runs mixed_bfloat16;
 the worker's JAX conv in its step's compute dtype). The last line is `ratio X.XX`: the smallest
 jax/tensorflow pairs/s ratio over the configs.
+
+--model=cut|fastcut: two sides per config, "cyclegan" and the chosen kind, both
+`build_model(base_config() + overrides)` with model.kind set and nothing else changed: the same
+--image_size, --generator, --ngf, critic, --batch, --precision, jit ("auto") and seed, so the
+generator and the critic are the same networks with the same initial weights (CUT adds its
+PatchNCE heads, nce_heads). Each is driven as "ours" above (fit's train_function), on the same
+fixed batch; first calls are reported, then one untimed step each sizes the blocks and the
+rounds alternate as above. Printed per model: median ms/step, pairs/s (global batch / median
+step time), first call, GFLOP/step (the Conv2D + backprop ops of its traced step graph plus its
+MatMul / Einsum ops: CUT's projection heads and PatchNCE similarities), GFLOP/s, parameters (in
+total, and per network below) and pairs/s relative to CycleGAN; then "config (X) ratio
+KIND/cyclegan R in pairs/s" beside the inverse GFLOP/step ratio. With --backend=jax both models
+run on Keras' JAX backend in one bench/step_jax.py --model=KIND worker (GFLOP/step: XLA's cost
+analysis), TensorFlow timing nothing. The last line is `ratio X.XX`: the smallest KIND/cyclegan
+pairs/s ratio over the configs (the issue expects >= 1.6 for FastCUT at 256 px).
 """
 
 from __future__ import annotations
@@ -85,8 +105,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from monet_tf import config as config_lib  # noqa: E402
-from monet_tf.models import build_cyclegan  # noqa: E402
 from monet_tf.models.critics import build_critic  # noqa: E402
+from monet_tf.models.families import build_model  # noqa: E402
 from monet_tf.models.generators import build_generator  # noqa: E402
 from monet_tf.strategy import set_mixed_precision, use_xla  # noqa: E402
 
@@ -98,8 +118,13 @@ BATCH = 1  # --batch, set in main()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "bench", "step_jax.py")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+MATMUL_OPS = ("MatMul", "BatchMatMulV2", "Einsum")
 
 flags.DEFINE_bool("quick", False, "Run config (a) only.")
+flags.DEFINE_list("configs", [], "Configs to run, e.g. b (empty: a and b, or a with --quick).")
+flags.DEFINE_enum("model", "cyclegan", ["cyclegan", "cut", "fastcut"],
+                  "cyclegan: the comparisons above; cut / fastcut: that kind against CycleGAN on "
+                  "the same generator and critic, same run (see --model).")
 flags.DEFINE_integer("rounds", 5, "Timed rounds (each one block of every side).")
 flags.DEFINE_integer("steps", 0, "Steps per timing block; 0: sized to --block_seconds.")
 flags.DEFINE_float("block_seconds", 6.0, "Target length of a timing block when --steps=0.")
@@ -116,17 +141,24 @@ FLAGS = flags.FLAGS
 
 
 # ----------------------------------------------------------------------------------- FLOP counts
-def conv_flops(graph) -> tuple[int, list[str]]:
-    """2 x MACs of the convolutions reachable from `graph`'s outputs and control outputs."""
-    seen, stack = set(), [t.op for t in graph.outputs] + list(graph.control_outputs)
-    total, nested = 0, []
+def reachable_ops(graph) -> list:
+    """The ops reachable from `graph`'s outputs and control outputs (what a step runs)."""
+    seen, stack, ops = set(), [t.op for t in graph.outputs] + list(graph.control_outputs), []
     while stack:
         op = stack.pop()
         if op.name in seen:
             continue
         seen.add(op.name)
+        ops.append(op)
         stack.extend(t.op for t in op.inputs)
         stack.extend(op.control_inputs)
+    return ops
+
+
+def conv_flops(graph) -> tuple[int, list[str]]:
+    """2 x MACs of the convolutions reachable from `graph`'s outputs and control outputs."""
+    total, nested = 0, []
+    for op in reachable_ops(graph):
         if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
             nested.append(op.name)  # Not expected (Keras 3 inlines layers); reported if seen.
         if op.type not in CONV_OPS:
@@ -139,6 +171,32 @@ def conv_flops(graph) -> tuple[int, list[str]]:
             out, kernel = op.inputs[2].shape, op.outputs[0].shape
         total += 2 * out.num_elements() * kernel[0] * kernel[1] * kernel[2]
     return total, nested
+
+
+def matmul_flops(graph) -> int:
+    """2 x MACs of the matrix products reachable from `graph`'s outputs (CUT's projection heads
+    and PatchNCE similarities: MatMul, BatchMatMulV2, Einsum)."""
+    total = 0
+    for op in reachable_ops(graph):
+        if op.type not in MATMUL_OPS:
+            continue
+        out = op.outputs[0].shape
+        if op.type == "MatMul":
+            a = op.inputs[0].shape
+            total += 2 * out.num_elements() * a[0 if op.get_attr("transpose_a") else 1]
+        elif op.type == "BatchMatMulV2":
+            x = op.inputs[0].shape
+            total += 2 * out.num_elements() * x[-2 if op.get_attr("adj_x") else -1]
+        else:  # Einsum "abc,adc->abd": 2 x the product of every distinct label's size.
+            equation = op.get_attr("equation").decode()
+            sizes = {}
+            for labels, tensor in zip(equation.split("->")[0].split(","), op.inputs):
+                if "." in labels:
+                    break  # Ellipses: not used by the models; left uncounted.
+                sizes.update(zip(labels, tensor.shape.as_list()))
+            else:
+                total += 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
+    return total
 
 
 def forward_flops(network, size: int) -> int:
@@ -175,12 +233,14 @@ def project_config(size: int, generator: str, ngf: int):
 
 
 def build_ours(cfg, photo, monet, policy: str, jit_compile: str = "auto"):
-    """The project's step as monet_tf.train runs it: fit's train_function on a dataset iterator."""
+    """The project's step as monet_tf.train runs it: fit's train_function on a dataset iterator.
+
+    cfg.model.kind picks the family (build_model)."""
     keras.utils.set_random_seed(cfg.seed)
     cfg.train.jit_compile = jit_compile
     keras.config.set_dtype_policy(policy)  # What set_mixed_precision does before building.
     try:
-        model = build_cyclegan(cfg, steps_per_epoch=1000, global_batch_size=BATCH)
+        model = build_model(cfg, steps_per_epoch=1000, global_batch_size=BATCH)
     finally:
         keras.config.set_dtype_policy("float32")
     model.make_train_function()
@@ -267,6 +327,11 @@ def timed(run, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def param_counts(model) -> dict:
+    """Parameters per network of a family (its NETWORKS, e.g. CUT's nce_heads too)."""
+    return {name: int(getattr(model, name).count_params()) for name in model.NETWORKS}
+
+
 def config_shape(name: str) -> tuple[int, str, int]:
     """CONFIGS[name] with the --image_size / --generator / --ngf overrides."""
     size, generator, ngf = CONFIGS[name]
@@ -338,12 +403,15 @@ def bench_config(name: str, peak: float, policy: str) -> float:
 class JaxWorker:
     """bench/step_jax.py --serve in its own process (Keras' JAX backend, no TensorFlow)."""
 
-    def __init__(self, size: int, generator: str, ngf: int, platform: str):
+    def __init__(self, size: int, generator: str, ngf: int, platform: str,
+                 model: str = "cyclegan"):
         cmd = [sys.executable, WORKER, "--serve", "--image_size", str(size), "--generator",
                generator, "--ngf", str(ngf), "--batch", str(BATCH), "--precision",
                FLAGS.precision, "--seed", str(FLAGS.seed), "--devices", "1"]
         if platform:
             cmd += ["--platform", platform]
+        if model != "cyclegan":  # The worker builds CycleGAN and this kind (info["sides"]).
+            cmd += ["--model", model]
         env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Share a GPU with TensorFlow.
@@ -365,9 +433,10 @@ class JaxWorker:
             raise RuntimeError(f"JAX worker: {reply['error']}")
         return reply
 
-    def run(self, steps: int) -> float:
-        """Seconds that `steps` steps took, measured in the worker (until block_until_ready)."""
-        self.proc.stdin.write(f"run {steps}\n")
+    def run(self, steps: int, side: str = "") -> float:
+        """Seconds that `steps` steps took, measured in the worker (until block_until_ready);
+        side: which of the worker's models (with --model=cut|fastcut), empty: its first."""
+        self.proc.stdin.write(f"run {steps} {side}".rstrip() + "\n")
         self.proc.stdin.flush()
         return self._reply()["seconds"]
 
@@ -458,6 +527,104 @@ def bench_config_jax(name: str, tf_peaks: dict, policy: str) -> float:
     return ratio
 
 
+# ------------------------------------------------------------------ --model=cut|fastcut
+def time_rounds(sides: dict) -> tuple[int, dict]:
+    """One untimed step per side (sizes the blocks), then --rounds rounds of one block per side
+    in an order that reverses every round. sides: name -> run(steps) -> seconds."""
+    probe = {side: run(1) for side, run in sides.items()}
+    steps = FLAGS.steps or max(1, round(FLAGS.block_seconds / max(probe.values())))
+    print(f"  {FLAGS.rounds} rounds x {steps} steps per side", flush=True)
+    times = {side: [] for side in sides}
+    for r in range(FLAGS.rounds):
+        for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            times[side].append(sides[side](steps))
+        print(f"  round {r + 1}: " + ", ".join(f"{side} {BATCH * steps / times[side][-1]:.3f}"
+                                               for side in sides) + " pairs/s", flush=True)
+    return steps, times
+
+
+def report_models(name: str, steps: int, times: dict, first: dict, flops: dict, params: dict,
+                  flops_what: str) -> float:
+    """The per-model table and the CUT/CycleGAN pairs/s ratio of one config."""
+    kind = FLAGS.model
+    rate = {side: BATCH * steps / statistics.median(times[side]) for side in times}
+    print(f"  {'':9} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'params':>11} {'vs cyclegan':>11}")
+    for side in times:
+        step_s = BATCH / rate[side]
+        gflops = flops[side] / 1e9
+        print(f"  {side:9} {step_s * 1e3:9.1f} {rate[side]:8.3f} {first[side]:8.1f} "
+              f"{gflops:10.1f} {gflops / step_s:8.1f} {sum(params[side].values()):11,d} "
+              f"{rate[side] / rate['cyclegan']:11.2f}")
+    for side in times:
+        print(f"  {side} params: " + " + ".join(f"{net} {n:,d}" for net, n in params[side].items()))
+    print(f"  ms/step: median over the rounds; pairs/s: global batch {BATCH} / ms/step; first s: "
+          f"trace + compile + 1 step; GFLOP/step: {flops_what}")
+    ratio = rate[kind] / rate["cyclegan"]
+    print(f"  config ({name}) ratio {kind}/cyclegan {ratio:.2f} in pairs/s (GFLOP/step "
+          f"cyclegan/{kind} {flops['cyclegan'] / flops[kind]:.2f})", flush=True)
+    return ratio
+
+
+def models_header(name: str, size: int, generator: str, ngf: int) -> None:
+    ndf = config_lib.base_config().model.ndf
+    print(f"\n== config ({name}): {size} px, {generator}, ngf {ngf}, ndf {ndf}, batch {BATCH}: "
+          f"{FLAGS.model} vs cyclegan", flush=True)
+
+
+def bench_models(name: str, policy: str) -> float:
+    """CycleGAN and FLAGS.model built alike (build_model, same generator / critic settings,
+    policy, jit, seed and batch), timed alternately on TensorFlow."""
+    size, generator, ngf = config_shape(name)
+    models_header(name, size, generator, ngf)
+    photo, monet = fixed_batch(size)
+    runs, flops, params = {}, {}, {}
+    for kind in ("cyclegan", FLAGS.model):
+        cfg = project_config(size, generator, ngf)
+        cfg.model.kind = kind
+        model, runs[kind], graph = build_ours(cfg, photo, monet, policy)
+        conv, nested = conv_flops(graph)
+        if nested:
+            print(f"  warning: {kind} graph has {len(nested)} nested function calls (not counted)")
+        flops[kind] = conv + matmul_flops(graph)
+        params[kind] = param_counts(model)
+    first = {}
+    for kind, run in runs.items():
+        start = time.perf_counter()
+        loss = run(1)
+        first[kind] = time.perf_counter() - start
+        print(f"  {kind}: first call (trace + compile + 1 step) {first[kind]:.1f} s, "
+              f"gen_total_loss {loss:.4f}", flush=True)
+    steps, times = time_rounds({kind: (lambda steps, run=run: timed(run, steps))
+                                for kind, run in runs.items()})
+    return report_models(name, steps, times, first, flops, params,
+                         "Conv2D + backprop and MatMul/Einsum ops of the traced step graph")
+
+
+def bench_models_jax(name: str) -> float:
+    """The same comparison on Keras' JAX backend: both models in the bench/step_jax.py worker."""
+    size, generator, ngf = config_shape(name)
+    models_header(name, size, generator, ngf)
+    platform = "" if tf.config.list_physical_devices("GPU") else "cpu"
+    worker = JaxWorker(size, generator, ngf, platform, model=FLAGS.model)
+    try:
+        info = worker.info
+        sides = info["sides"]
+        print(f"  jax worker: JAX {info['jax']}, {info['devices']} x {info['device_kind']}, "
+              f"policy {info['policy']}, jit", flush=True)
+        for kind, side in sides.items():
+            print(f"  {kind}: first call (trace + compile + 1 step) {side['first_call_s']:.1f} s, "
+                  f"gen_total_loss {side['loss']:.4f}", flush=True)
+        steps, times = time_rounds({kind: (lambda steps, kind=kind: worker.run(steps, kind))
+                                    for kind in sides})
+    finally:
+        worker.close()
+    return report_models(
+        name, steps, times, {k: v["first_call_s"] for k, v in sides.items()},
+        {k: v["flops"] or float("nan") for k, v in sides.items()},
+        {k: v["params"] for k, v in sides.items()}, "XLA's cost analysis of the compiled step")
+
+
 def main(argv: list[str]) -> None:
     del argv
     global BATCH
@@ -470,12 +637,25 @@ def main(argv: list[str]) -> None:
     # As monet_tf.train resolves train.mixed_precision here.
     policy = set_mixed_precision(FLAGS.precision, strategy)
     keras.config.set_dtype_policy("float32")
-    names = ["a"] if FLAGS.quick else ["a", "b"]
+    names = FLAGS.configs or (["a"] if FLAGS.quick else ["a", "b"])
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise app.UsageError(f"--configs: unknown {', '.join(unknown)}; choose from "
+                             f"{', '.join(CONFIGS)}")
     shown = [f"({n}) {s} px {g} ngf {f}" for n, (s, g, f) in zip(names, map(config_shape, names))]
     print(f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}; backend "
           f"{FLAGS.backend}; mixed precision '{FLAGS.precision}' -> {policy}, jit_compile 'auto' "
           f"-> {use_xla('auto', strategy)}; configs {', '.join(shown)}; batch {BATCH}; rounds "
-          f"{FLAGS.rounds}, steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}")
+          f"{FLAGS.rounds}, steps {FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}"
+          + ("" if FLAGS.model == "cyclegan" else f"; model {FLAGS.model} vs cyclegan"),
+          flush=True)
+    if FLAGS.model != "cyclegan":
+        ratios = [bench_models_jax(name) if on_jax else bench_models(name, policy)
+                  for name in names]
+        print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; the "
+              f"minimum ({FLAGS.model}/cyclegan pairs/s) is the ratio")
+        print(f"ratio {min(ratios):.2f}")
+        return
     peak, no_xla = conv_rate(jit=True), conv_rate(jit=False)
     print(f"conv peak (float32 1x128x128x256->256 3x3, tf.function jit): {peak:.0f} GFLOP/s; "
           f"same conv without XLA: {no_xla:.0f} GFLOP/s", flush=True)

@@ -1,8 +1,9 @@
 """Keras callbacks of the training job: progress, stopping, sample grids, loss curves, wandb.
 
-Each callback does one thing and reads the CycleGAN through its domain-named generators
-(`photo_to_monet`, `monet_to_photo`). Checkpointing is not a callback: the training loop in
-`monet_tf.train` saves between epochs, where the state is known to be whole.
+Each callback does one thing and reads the model through its domain-named generators
+(`photo_to_monet`, and `monet_to_photo` for CycleGAN; `noise_to_monet` for DCGAN). Checkpointing
+is not a callback: the training loop in `monet_tf.train` saves between epochs, where the state is
+known to be whole.
 """
 
 from __future__ import annotations
@@ -142,33 +143,66 @@ def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
     return np.asarray(outputs, dtype=np.float32)
 
 
+GENERATED_PER_ROW = 3  # noise_to_monet's paintings beside each real one in a DCGAN's grid.
+
+
+def sample_noise(count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
+    """Fixed standard normal noise: the same paintings' progress from epoch to epoch."""
+    return np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
+
+
 def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.Figure:
-    """Rows of photo | Monet-style | cycled back, then Monet | photo-style | cycled back."""
+    """Rows of photo | Monet-style | cycled back, then Monet | photo-style | cycled back.
+
+    A family with no monet_to_photo (CUT, FastCUT) has rows of photo | Monet-style only, and
+    the title says why. A family that generates from noise (DCGAN) has rows of a real
+    Monet | GENERATED_PER_ROW paintings from fixed noise (sample_noise); its photos are unused.
+    """
+    if "noise_to_monet" in model.GENERATORS:
+        generator = model.noise_to_monet
+        noise = sample_noise(len(monets) * GENERATED_PER_ROW, int(generator.input_shape[-1]))
+        made = translate(generator, noise).reshape(len(monets), GENERATED_PER_ROW,
+                                                   *generator.output_shape[1:])
+        rows = [(m, *row) for m, row in zip(np.asarray(monets), made)]
+        headers = [("Monet", *["noise_to_monet"] * GENERATED_PER_ROW)]
+        return _image_grid(rows, headers, len(monets),
+                           f"{title} ({model.name}: noise_to_monet from fixed noise)")
     to_monet = translate(model.photo_to_monet, photos)
-    photo_cycle = translate(model.monet_to_photo, to_monet)
-    to_photo = translate(model.monet_to_photo, monets)
-    monet_cycle = translate(model.photo_to_monet, to_photo)
-    rows = [(p, m, c) for p, m, c in zip(np.asarray(photos), to_monet, photo_cycle)]
-    rows += [(m, p, c) for m, p, c in zip(np.asarray(monets), to_photo, monet_cycle)]
-    headers = [("photo", "photo_to_monet", "cycled"), ("Monet", "monet_to_photo", "cycled")]
-    n_photos = len(photos)
+    if "monet_to_photo" not in model.GENERATORS:
+        rows = list(zip(np.asarray(photos), to_monet))
+        headers = [("photo", "photo_to_monet")]
+        title = f"{title} ({model.name}: one-way, no monet_to_photo)"
+    else:
+        photo_cycle = translate(model.monet_to_photo, to_monet)
+        to_photo = translate(model.monet_to_photo, monets)
+        monet_cycle = translate(model.photo_to_monet, to_photo)
+        rows = [(p, m, c) for p, m, c in zip(np.asarray(photos), to_monet, photo_cycle)]
+        rows += [(m, p, c) for m, p, c in zip(np.asarray(monets), to_photo, monet_cycle)]
+        headers = [("photo", "photo_to_monet", "cycled"), ("Monet", "monet_to_photo", "cycled")]
+    return _image_grid(rows, headers, len(photos), title)
+
+
+def _image_grid(rows, headers, n_first: int, title: str) -> plt.Figure:
+    """Images in [-1, 1] as a grid; headers[0] above row 0, headers[1] above row n_first."""
+    columns = len(rows[0])
     # Constrained layout keeps room for the suptitle above the first row's column headers.
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2 * columns, 2 * len(rows)),
+                             squeeze=False, layout="constrained")
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             ax = axes[r, c]
             ax.imshow(np.clip((image + 1.0) / 2.0, 0.0, 1.0))
             ax.set_xticks([])
             ax.set_yticks([])
-            if r in (0, n_photos):
+            if r == 0 or (r == n_first and len(headers) > 1):
                 ax.set_title(headers[0 if r == 0 else 1][c], fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Every N epochs, translates fixed held-out photos and Monet paintings and saves a PNG grid.
+    """Every N epochs, translates fixed held-out photos and Monet paintings (a DCGAN: generates
+    from fixed noise) and saves a PNG grid (see sample_grid).
 
     The grid also goes to TensorBoard (as an image) and to wandb when a run is active.
     """
@@ -208,6 +242,7 @@ LOSS_PANELS = (
     ("generators", ("photo_gen_loss", "monet_gen_loss", "gen_total_loss")),
     ("critics", ("photo_critic_loss", "monet_critic_loss")),
     ("cycle / identity", ("cycle_loss", "identity_loss")),
+    ("PatchNCE", ("nce_loss", "identity_nce_loss")),
 )
 OTHER_PANEL = "other"
 

@@ -47,7 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.critic_noise = 0.0  # Std of Gaussian noise added to critic inputs (0: off).
     c.model.spectral_norm = False  # Spectral normalisation on the critic's convolutions.
     c.model.norm_epsilon = 1e-5  # Instance norm epsilon (PyTorch's default, not Keras' 1e-3).
-    # dcgan only: the noise vector's length, and the generator's width at its 4x4 start.
+    # dcgan only: the length of noise_to_monet's standard normal noise vector, and its channels
+    # at the 4x4 start, halved at each doubling of the side down to model.ngf.
     c.model.latent_dim = 128
     c.model.dcgan_width = 512
 
@@ -120,6 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.submission.path = ""
     c.submission.batch_size = 16  # Photos per device per call.
     c.submission.allow_any_count = False  # Kaggle wants 7,000-10,000 images; True: any count.
+    # dcgan only (it translates no photos): paintings generated from noise into the zip.
+    c.submission.count = 7000
 
     # What a config assumes about the hardware it is sized for, for the plan the run prints
     # (and --dry_run): time and memory of the full run. Measured figures replace guesses.

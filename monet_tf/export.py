@@ -1,4 +1,5 @@
-"""Export a generator as a self-contained SavedModel that maps uint8 images to uint8 images.
+"""Export a generator as a self-contained SavedModel that maps uint8 images to uint8 images
+(a translator) or float32 noise to uint8 images (a noise generator: DCGAN's noise_to_monet).
 
 The exported model needs only TensorFlow to run (no monet_tf, no Keras, no custom layers):
 
@@ -11,6 +12,11 @@ generator's multiple (4 for ResNet, 256 for U-Net 256) and crops back, runs the 
 float32 whatever the training precision (or in bfloat16 with precision="bfloat16": about 1.6x
 faster on TPUs and CPUs with native bfloat16, slower on GPUs without it), and rounds and clips the
 output back to uint8.
+
+A noise generator's SavedModel (export_noise_generator, chosen for a generator whose input is
+[N, latent_dim]) takes float32 noise [N, latent_dim], N >= 0, standard normal as in training:
+
+    paintings = model.signatures["serving_default"](noise=z)["images"]  # uint8 [N, S, S, 3]
 """
 
 import os
@@ -28,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 INPUT_NAME = "images"  # The serving signature's input argument.
+NOISE_NAME = "noise"  # A noise generator's serving signature's input argument.
 OUTPUT_KEY = "images"  # The serving signature's output key.
 PRECISIONS = ("float32", "bfloat16")  # What the exported generator computes in.
 
@@ -59,6 +66,33 @@ class _Translator(tf.Module):
         y = y[:count, top : top + height, left : left + width, :]
         out = tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
         return {OUTPUT_KEY: tf.ensure_shape(out, [None, None, None, 3])}
+
+
+class _NoiseGenerator(tf.Module):
+    """What a noise generator's SavedModel holds: its variables and the noise -> uint8
+    signature (built for the generator's latent size)."""
+
+    def __init__(self, generator: keras.Model):
+        super().__init__(name="noise_generator")
+        self.__dict__["_generator"] = generator  # Traced, not saved (see _Translator).
+        self.generator_variables = list(generator.variables)
+        latent_dim = int(generator.input_shape[-1])
+        self.generate = tf.function(
+            self._generate,
+            input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name=NOISE_NAME)])
+
+    def _generate(self, noise: tf.Tensor) -> dict[str, tf.Tensor]:
+        count = tf.shape(noise)[0]
+        # As for _Translator: one blank row instead of an empty batch, dropped after.
+        blank = tf.zeros(tf.stack([tf.maximum(1 - count, 0), tf.shape(noise)[1]]), noise.dtype)
+        y = tf.cast(self._generator(tf.concat([noise, blank], 0), training=False), tf.float32)
+        out = tf.cast(tf.clip_by_value(tf.round((y[:count] + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+        return {OUTPUT_KEY: tf.ensure_shape(out, [None, *self._generator.output_shape[1:]])}
+
+
+def is_noise_generator(generator: keras.Model) -> bool:
+    """A generator of images from noise vectors ([N, latent_dim] in), not a translator."""
+    return len(tuple(generator.input_shape)) == 2
 
 
 def _reflect_indices(size: tf.Tensor, padded: tf.Tensor) -> tf.Tensor:
@@ -147,17 +181,64 @@ def _is_saved_model(path: str) -> bool:
     )
 
 
-def _check_generator(generator: keras.Model) -> None:
+def _check_generator(generator: keras.Model, noise: bool = False) -> None:
     if not isinstance(generator, keras.Model):
         raise TypeError(f"generator must be a keras.Model, got {type(generator).__name__}")
     if not generator.built:
         raise ValueError(f"generator {generator.name!r} is not built: call it on a batch first")
     shapes = [tuple(generator.input_shape), tuple(generator.output_shape)]
+    if noise:
+        output = shapes[1]
+        if len(shapes[0]) != 2 or len(output) != 4 or output[-1] != 3 or None in output[1:]:
+            raise ValueError(
+                f"generator {generator.name!r} maps {shapes[0]} to {output}; expected noise "
+                "[N, latent_dim] to [N, S, S, 3] images")
+        return
     for kind, shape in zip(("input", "output"), shapes):
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(
                 f"generator {generator.name!r} {kind} shape is {shape}; expected [N, H, W, 3] images"
             )
+
+
+def _check_export_path(path) -> str:
+    path = os.fspath(path).rstrip("/")
+    if not path:
+        raise ValueError("export path is empty")
+    if tf.io.gfile.exists(path):
+        if not tf.io.gfile.isdir(path):
+            raise ValueError(f"export path {path} exists and is a file, not a SavedModel folder")
+        if tf.io.gfile.listdir(path) and not _is_saved_model(path):
+            raise ValueError(
+                f"export path {path} is a non-empty folder that is not a SavedModel; "
+                "refusing to overwrite it"
+            )
+    return path
+
+
+def _save(module: tf.Module, function, path: str) -> None:
+    """tf.saved_model.save with `function` as serving_default; an existing SavedModel at `path`
+    is replaced atomically (written beside it, then renamed)."""
+    signatures = {"serving_default": function.get_concrete_function()}
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    if "://" in path:  # Object stores cannot rename folders atomically: replace in place.
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        tf.saved_model.save(module, path, signatures=signatures, options=options)
+        return
+
+    tmp, old = path + ".tmp", path + ".old"
+    for leftover in (tmp, old):
+        if os.path.lexists(leftover):
+            shutil.rmtree(leftover)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tf.saved_model.save(module, tmp, signatures=signatures, options=options)
+    if os.path.exists(path):
+        os.rename(path, old)
+    os.rename(tmp, path)
+    if os.path.lexists(old):
+        shutil.rmtree(old)
 
 
 def export_generator(generator: keras.Model, path: str, multiple: int = 4,
@@ -173,49 +254,40 @@ def export_generator(generator: keras.Model, path: str, multiple: int = 4,
     _check_generator(generator)
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+    _check_precision(precision)
+    path = _check_export_path(path)
+    translator = _Translator(inference_copy(generator, precision), multiple)
+    _save(translator, translator.translate, path)
+
+
+def export_noise_generator(generator: keras.Model, path: str, precision: str = "float32") -> None:
+    """Write a noise generator (input [N, latent_dim]) to `path` as a SavedModel whose
+    `serving_default` maps float32 noise [N, latent_dim] to uint8 images [N, S, S, 3].
+
+    `precision` and the replacement of an existing SavedModel: as export_generator.
+    """
+    _check_generator(generator, noise=True)
+    _check_precision(precision)
+    path = _check_export_path(path)
+    module = _NoiseGenerator(inference_copy(generator, precision))
+    _save(module, module.generate, path)
+
+
+def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"--precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    path = os.fspath(path).rstrip("/")
-    if not path:
-        raise ValueError("export path is empty")
-    if tf.io.gfile.exists(path):
-        if not tf.io.gfile.isdir(path):
-            raise ValueError(f"export path {path} exists and is a file, not a SavedModel folder")
-        if tf.io.gfile.listdir(path) and not _is_saved_model(path):
-            raise ValueError(
-                f"export path {path} is a non-empty folder that is not a SavedModel; "
-                "refusing to overwrite it"
-            )
-
-    translator = _Translator(inference_copy(generator, precision), multiple)
-    signatures = {"serving_default": translator.translate.get_concrete_function()}
-    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
-    if "://" in path:  # Object stores cannot rename folders atomically: replace in place.
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.rmtree(path)
-        tf.saved_model.save(translator, path, signatures=signatures, options=options)
-        return
-
-    tmp, old = path + ".tmp", path + ".old"
-    for leftover in (tmp, old):
-        if os.path.lexists(leftover):
-            shutil.rmtree(leftover)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tf.saved_model.save(translator, tmp, signatures=signatures, options=options)
-    if os.path.exists(path):
-        os.rename(path, old)
-    os.rename(tmp, path)
-    if os.path.lexists(old):
-        shutil.rmtree(old)
 
 
 def export_generators(generators: dict[str, keras.Model], export_dir: str, multiple: int,
                       precision: str = "float32") -> str:
     """Exports each generator to `<export_dir>/<name>` (photo_to_monet, and monet_to_photo for
-    CycleGAN)."""
+    CycleGAN; noise_to_monet, a noise generator, for DCGAN: `multiple` does not apply to it)."""
     for name, generator in generators.items():
-        export_generator(generator, os.path.join(export_dir, name), multiple, precision)
+        path = os.path.join(export_dir, name)
+        if is_noise_generator(generator):
+            export_noise_generator(generator, path, precision)
+        else:
+            export_generator(generator, path, multiple, precision)
     return export_dir
 
 

@@ -1,4 +1,5 @@
-"""MiFID during training: every N epochs, translate held-out photos and score them against Monets.
+"""MiFID during training: every N epochs, translate held-out photos (or, for a noise generator,
+generate from fixed noise) and score the images against Monets.
 
 Put it BEFORE CSVLogger / TensorBoard / wandb loggers in the callback list: it writes `mifid`,
 `fid` and `memorization` into the epoch's `logs`, which the later callbacks (and History) record.
@@ -36,10 +37,12 @@ def _quantize_numpy(images) -> np.ndarray:
 
 
 class MiFIDCallback(keras.callbacks.Callback):
-    """Scores `model.photo_to_monet` by MiFID every `every_n_epochs` epochs.
+    """Scores `model.<generator>` (photo_to_monet) by MiFID every `every_n_epochs` epochs.
 
-    photos: finite tf.data.Dataset of float [-1, 1] photos [S, S, 3] (unbatched), translated each
-      time (the same fixed set, e.g. data.heldout_photos).
+    photos: finite tf.data.Dataset of the generator's inputs (unbatched), run through it each
+      time: float [-1, 1] photos [S, S, 3] for a translator (the same fixed set, e.g.
+      data.heldout_photos); fixed noise vectors [latent_dim] for a noise generator
+      (generator="noise_to_monet", DCGAN).
     monets: finite dataset of float [-1, 1] Monet images: the FID real set and the memorization
       training set; their features are computed once.
     inception_weights: "imagenet", a local weights file, or None (random: tests only).
@@ -57,7 +60,8 @@ class MiFIDCallback(keras.callbacks.Callback):
                  strategy: tf.distribute.Strategy | None = None,
                  on_new_best: Callable[[int, float], None] | None = None,
                  initial_best: float = math.inf,
-                 memorization_threshold: float = metrics.MIFID_EPS, verbose: bool = True):
+                 memorization_threshold: float = metrics.MIFID_EPS, verbose: bool = True,
+                 generator: str = "photo_to_monet"):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
@@ -71,6 +75,7 @@ class MiFIDCallback(keras.callbacks.Callback):
         self.best = initial_best
         self.memorization_threshold = memorization_threshold
         self.verbose = verbose
+        self.generator = generator
         self.disabled = False
         self.last_scores: dict[str, float] | None = None
         self._features: InceptionFeatures | None = None
@@ -94,14 +99,16 @@ class MiFIDCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._ready()  # Surface missing weights before the first epoch, not after it.
 
-    def _translate(self, photos):
+    def _translate(self, inputs):
+        generator = getattr(self.model, self.generator)
         if keras.backend.backend() == "jax":
             # A sharded jax.Array batch: the generator's jitted predict, quantised on the host.
-            return _quantize_numpy(self.model.photo_to_monet.predict_on_batch(photos))
-        return _quantize(self.model.photo_to_monet(photos, training=False))
+            return _quantize_numpy(generator.predict_on_batch(inputs))
+        return _quantize(generator(inputs, training=False))
 
     def score(self) -> dict[str, float]:
-        """Translates the photos and scores them now (also usable outside fit)."""
+        """Runs the generator on its inputs and scores the images now (also usable outside
+        fit)."""
         if not self._ready():
             raise InceptionWeightsError("no Inception weights (see the warning above)")
         if self._monet_features is None:

@@ -325,9 +325,9 @@ class InceptionFeatures:
             images = images.map(to_inception_input, num_parallel_calls=tf.data.AUTOTUNE)
         size = self.global_batch_size
 
-        def pad(batch):
+        def pad(batch):  # Images, or a transform's other inputs (a noise generator's noise).
             n = tf.shape(batch)[0]
-            batch = tf.pad(batch, [[0, size - n], [0, 0], [0, 0], [0, 0]])
+            batch = tf.pad(batch, [[0, size - n]] + [[0, 0]] * (len(batch.shape) - 1))
             return tf.ensure_shape(batch, [size, *batch.shape[1:]]), tf.range(size) < n
 
         return images.batch(size).map(pad).prefetch(tf.data.AUTOTUNE), (total if total >= 0 else None)

@@ -58,7 +58,7 @@ def memory(model, cfg: ml_collections.ConfigDict) -> str:
     """Per-device state of a data-parallel run (weights, Adam's two slots, the image pools), and
     this process's peak host memory."""
     params = sum(math.prod(v.shape) for v in model.trainable_variables)
-    pools = 2 * cfg.loss.pool_size * cfg.data.image_size ** 2 * 3 * 4
+    pools = sum(math.prod(v.shape) for v in model.non_trainable_variables) * 4  # + RNG state
     state = params * 4 * 3 + pools
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_bytes = peak if sys.platform == "darwin" else peak * 1024
@@ -85,4 +85,5 @@ def dry_run_config(cfg: ml_collections.ConfigDict, sample_dir: str,
     dry.submission.path = submission
     dry.submission.allow_any_count = True
     dry.submission.batch_size = min(cfg.submission.batch_size, 4)
+    dry.submission.count = min(cfg.submission.count, 8)  # A dcgan's paintings from noise.
     return dry

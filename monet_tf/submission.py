@@ -1,4 +1,5 @@
-"""The Kaggle submission at the end of a run: every photo through photo_to_monet, on the devices
+"""The Kaggle submission at the end of a run: every photo through photo_to_monet (or, for a
+family that generates from noise, submission.count paintings from noise_to_monet), on the devices
 the run trained on, into images.zip (7,000-10,000 JPEGs of 256x256).
 
 Batches are translated where the model lives: under the tf.distribute strategy (each replica
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from monet_tf import predict
 from monet_tf.data import to_uint8
-from monet_tf.export import inference_copy
+from monet_tf.export import inference_copy, is_noise_generator
 
 KAGGLE_WORKING = "/kaggle/working"
 SIZE = 256
@@ -44,14 +45,21 @@ def resolve_path(setting: str) -> str | None:
 
 
 def translator(generator: keras.Model, runtime, global_batch: int):
-    """uint8 [global_batch, S, S, 3] -> uint8 numpy, compiled once for that shape."""
+    """uint8 [global_batch, S, S, 3] -> uint8 numpy, compiled once for that shape; for a noise
+    generator, float32 noise [global_batch, latent_dim] -> uint8 numpy."""
+    noise = is_noise_generator(generator)
+
+    def prepare(inputs):
+        x = keras.ops.cast(inputs, "float32")
+        return x if noise else x / 127.5 - 1.0
+
     if keras.backend.backend() == "jax":
         import jax
 
         from monet_tf.inception import shard_batch
 
         def infer(trainable, non_trainable, images):
-            x = keras.ops.cast(images, "float32") / 127.5 - 1.0
+            x = prepare(images)
             y, _ = generator.stateless_call(trainable, non_trainable, x, training=False)
             y = keras.ops.clip(keras.ops.round((keras.ops.cast(y, "float32") + 1.0) * 127.5),
                                0, 255)
@@ -74,7 +82,7 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     def replica_fn(images):
         # Every replica gets the whole host batch and translates its own slice of it.
         start = tf.distribute.get_replica_context().replica_id_in_sync_group * per_replica
-        x = tf.cast(images[start:start + per_replica], tf.float32) / 127.5 - 1.0
+        x = prepare(images[start:start + per_replica])
         return to_uint8(generator(x, training=False))
 
     @tf.function
@@ -107,6 +115,23 @@ def write(generator: keras.Model, runtime, photos: str, path: str, batch_size: i
     return Submission(path, count, time.monotonic() - started)
 
 
+def write_generated(generator: keras.Model, runtime, path: str, count: int,
+                    batch_size: int = 16, allow_any_count: bool = False, seed: int = 0,
+                    verbose: bool = True) -> Submission:
+    """`count` images of a noise generator (DCGAN's noise_to_monet) into `path`, from the noise
+    `python -m monet_tf.predict --count` draws with the same seed."""
+    started = time.monotonic()
+    global_batch = batch_size * runtime.replicas
+    plan = predict.check_generation(path, count, batch_size=global_batch,
+                                    allow_any_count=allow_any_count, image_size=SIZE, seed=seed,
+                                    count_flag="submission.count")
+    written = predict.write_generated(plan, translator(generator, runtime, global_batch),
+                                      int(generator.input_shape[-1]), verbose=verbose,
+                                      static_batch=True)
+    check_zip(path, written if allow_any_count else None)
+    return Submission(path, written, time.monotonic() - started)
+
+
 def check_zip(path: str, expected: int | None = None) -> int:
     """Kaggle's rules for images.zip: 7,000-10,000 (or `expected`) uniquely named 256x256 RGB
     JPEGs at the top level. Returns the count."""
@@ -134,11 +159,17 @@ def check_zip(path: str, expected: int | None = None) -> int:
     return len(names)
 
 
-def preflight(photos: str, path: str, settings) -> None:
-    """The checks `write` makes, before training: input found, count, output folder."""
+def preflight(photos: str | None, path: str, settings) -> None:
+    """The checks `write` makes, before training: input found, count, output folder.
+    photos None: those of `write_generated`, for settings.count images."""
     try:
-        predict.check_outputs(photos, path, batch_size=settings.batch_size,
-                              allow_any_count=settings.allow_any_count, image_size=SIZE,
-                              verbose=False)
+        if photos is None:
+            predict.check_generation(path, int(settings.count), batch_size=settings.batch_size,
+                                     allow_any_count=settings.allow_any_count, image_size=SIZE,
+                                     count_flag="submission.count")
+        else:
+            predict.check_outputs(photos, path, batch_size=settings.batch_size,
+                                  allow_any_count=settings.allow_any_count, image_size=SIZE,
+                                  verbose=False)
     except predict.PredictError as err:
         raise SubmissionError(f"submission.path={path}: {err}") from None

@@ -1,4 +1,5 @@
-"""The training job: config -> data -> CycleGAN -> epochs with checkpoints -> exported generators.
+"""The training job: config -> data -> model (cfg.model.kind) -> epochs with checkpoints ->
+exported generators.
 
 Every epoch's batches are a function of (seed, epoch) alone, and the step counters, image pools
 and random state live in checkpointed variables, so a run stopped at any point and resumed from
@@ -25,14 +26,21 @@ import tensorflow as tf
 from monet_tf import callbacks as cb
 from monet_tf import checkpoints as ckpt
 from monet_tf import data
+from monet_tf import predict
 from monet_tf import submission
-from monet_tf.export import GENERATORS, export_generators
+from monet_tf.export import export_generators
 from monet_tf.inception import resolve_weights
-from monet_tf.models import build_cyclegan, generator_multiple, total_steps
+from monet_tf.models import generator_multiple, total_steps
+from monet_tf.models.families import build_model, translates_photos
 from monet_tf.runtime import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
-BEST_WEIGHTS = "photo_to_monet.weights.h5"
+
+
+def best_weights(model) -> str:
+    """The file beside export/best that holds the best generator's weights, by its name
+    (photo_to_monet.weights.h5; noise_to_monet.weights.h5 for a DCGAN)."""
+    return f"{model.GENERATORS[0]}.weights.h5"
 
 
 class TrainingStopped(RuntimeError):
@@ -93,7 +101,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def global_step(model) -> int:
-    """Training steps done: the photo_to_monet optimizer's count (Keras' `model.optimizer`)."""
+    """Training steps done: the first network's optimizer's count (Keras' `model.optimizer`)."""
     return int(model.optimizer.iterations.numpy())
 
 
@@ -145,6 +153,21 @@ def _write_demo(export_dir: str, photos: tf.Tensor, out_dir: str) -> list[str]:
     return paths
 
 
+def _write_generated_demo(export_dir: str, count: int, seed: int, out_dir: str) -> list[str]:
+    """A few paintings from the exported noise generator, from the noise `python -m
+    monet_tf.predict --count` draws with the same seed."""
+    tf.io.gfile.makedirs(out_dir)
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    (spec,) = serve.structured_input_signature[1].values()
+    (paintings,) = serve(tf.constant(predict.generation_noise(count, spec.shape[1], seed))).values()
+    paths = []
+    for i, image in enumerate(paintings):
+        path = os.path.join(out_dir, f"{i:03d}_noise_to_monet.jpg")
+        tf.io.write_file(path, tf.io.encode_jpeg(image, quality=95))
+        paths.append(path)
+    return paths
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str,
           runtime: Runtime | tf.distribute.Strategy | None = None, verbose: int | str = "auto",
           extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
@@ -164,6 +187,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     budget = parse_duration(cfg.train.time_budget)
     started = time.monotonic()
     submission_path = submission.resolve_path(cfg.submission.path)
+    # A DCGAN trains on the paintings alone: an epoch is a pass over them, and no photo is
+    # decoded for training, translated for the demo or submitted.
+    photos = translates_photos(cfg.model.get("kind", "cyclegan"))
     if cfg.eval.every > 0:  # Hours later is too late to find there are no Inception weights.
         resolve_weights(cfg.eval.inception_weights or "imagenet")
     if cfg.train.deterministic:
@@ -179,13 +205,16 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                            skip_bad_records=cfg.data.skip_bad_records,
                            heldout_fraction=cfg.data.heldout_fraction)
     print(report.describe(), flush=True)
-    if submission_path:
+    if submission_path and not photos:
+        submission.preflight(None, submission_path, cfg.submission)
+    elif submission_path:
         if sources.photo.kind == "tfds":
             raise ConfigError("submission.path: the photos to translate must be files "
                               "(TFRecords or images), not TFDS")
         submission.preflight(sources.photo.spec, submission_path, cfg.submission)
     global_batch = cfg.train.batch_size * runtime.replicas
-    steps = data.steps_per_epoch(report, cfg.data, global_batch)
+    steps = data.steps_per_epoch(report, cfg.data, global_batch,
+                                 domain="photo" if photos else "monet")
 
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     cfg.data.steps_per_epoch = steps
@@ -198,8 +227,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
 
     with runtime.scope():
-        model = build_cyclegan(cfg, steps_per_epoch=steps, global_batch_size=global_batch,
-                               jit_compile=jit_compile, replicas=runtime.replicas)
+        model = build_model(cfg, steps_per_epoch=steps, global_batch_size=global_batch,
+                            jit_compile=jit_compile, replicas=runtime.replicas)
     manager = ckpt.training_checkpoints(model, workdir, cfg.train.keep_checkpoints)
     if manager.latest:
         manager.restore(manager.latest)
@@ -250,7 +279,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
             # On a multi-host JAX run, Keras' DataParallel shards this global-batch pipeline
             # over the hosts (auto_shard_dataset), so every host reads its part.
             epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
-                                            seed=epoch_seed(cfg.seed, epoch))
+                                            seed=epoch_seed(cfg.seed, epoch), photos=photos)
             todo = min(steps, last_step - epoch * steps) - offset
             # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and stops
             # early only when the data ends, so an endless dataset would overshoot the epoch.
@@ -289,10 +318,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
             wandb_run.finish()
 
     export_dir = export_all(model, cfg, os.path.join(workdir, "export"), workdir)
-    _write_demo(os.path.join(export_dir, "photo_to_monet"),
-                _first_batch(data.heldout_photos(sources, report, cfg.data, cfg.train.demo_images),
-                             cfg.train.demo_images),
-                os.path.join(workdir, "demo"))
+    if photos:
+        _write_demo(os.path.join(export_dir, "photo_to_monet"),
+                    _first_batch(data.heldout_photos(sources, report, cfg.data,
+                                                     cfg.train.demo_images),
+                                 cfg.train.demo_images),
+                    os.path.join(workdir, "demo"))
+    else:
+        _write_generated_demo(os.path.join(export_dir, "noise_to_monet"), cfg.train.demo_images,
+                              cfg.seed, os.path.join(workdir, "demo"))
     if submission_path:
         _write_submission(model, cfg, runtime, sources, workdir, submission_path, started)
     return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
@@ -313,11 +347,12 @@ def _budget_stop(manager, model, budget, started, where, total_epochs, last_step
 
 
 def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: str) -> str:
-    """Both generators as uint8 SavedModels. A SavedModel is traced by TensorFlow, so a JAX
+    """The model's generators (model.GENERATORS) as uint8 SavedModels. A SavedModel is traced
+    by TensorFlow, so a JAX
     run hands its generators' weights to `python -m monet_tf.export` on the TensorFlow backend
     in a subprocess (on the CPU, leaving the accelerator to this process)."""
     if keras.backend.backend() == "tensorflow":
-        return export_generators({name: getattr(model, name) for name in GENERATORS},
+        return export_generators({name: getattr(model, name) for name in model.GENERATORS},
                                  export_dir, multiple=generator_multiple(cfg.model.generator))
     with tempfile.TemporaryDirectory(prefix="monet_tf_export_") as tmp:
         weights = ckpt.save_generators(model, os.path.join(tmp, "generators"))
@@ -335,7 +370,11 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: 
 
 def _score_callbacks(cfg, sources, report, model, workdir,
                      strategy) -> list[keras.callbacks.Callback]:
-    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`."""
+    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`.
+
+    It scores the model's first generator: photo_to_monet on held-out photos, or a DCGAN's
+    noise_to_monet on eval.num_images fixed noise vectors (the same every time).
+    """
     if cfg.eval.every <= 0:
         return []
     from monet_tf.fid_callback import MiFIDCallback
@@ -350,33 +389,51 @@ def _score_callbacks(cfg, sources, report, model, workdir,
     def on_new_best(epoch: int, mifid: float) -> None:
         export_all(model, cfg, best_dir, workdir)
         # Beside the SavedModel, for the submission's translation on the run's own devices.
-        model.photo_to_monet.save_weights(os.path.join(best_dir, BEST_WEIGHTS))
+        getattr(model, name).save_weights(os.path.join(best_dir, best_weights(model)))
         with tf.io.gfile.GFile(score_file, "w") as f:
             json.dump({"epoch": epoch + 1, "mifid": mifid}, f)
 
+    name = model.GENERATORS[0]
+    if "photo_to_monet" in model.GENERATORS:
+        inputs = data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images)
+    else:
+        inputs = tf.data.Dataset.from_tensor_slices(cb.sample_noise(
+            cfg.eval.num_images, int(getattr(model, name).input_shape[-1]), seed=cfg.seed + 1))
     return [MiFIDCallback(
-        photos=data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images),
+        photos=inputs,
         monets=data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images),
         every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
         inception_weights=cfg.eval.inception_weights or "imagenet",
-        strategy=strategy, on_new_best=on_new_best, initial_best=best,
+        strategy=strategy, on_new_best=on_new_best, initial_best=best, generator=name,
     )]
 
 
 def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> None:
-    """Every photo through the best generator (by MiFID) or the last, on the run's devices."""
-    best = os.path.join(workdir, "export", "best", BEST_WEIGHTS)
+    """Every photo through the best generator (by MiFID) or the last, on the run's devices; a
+    DCGAN's submission.count paintings from noise."""
+    name = model.GENERATORS[0]
+    generator = getattr(model, name)
+    best = os.path.join(workdir, "export", "best", best_weights(model))
     which = "the last"
     if tf.io.gfile.exists(best):
-        model.photo_to_monet.load_weights(best)
+        generator.load_weights(best)
         with tf.io.gfile.GFile(os.path.join(workdir, "export", "best", "score.json")) as f:
             score = json.load(f)
         which = f"the best (MiFID {score['mifid']:.2f}, epoch {score['epoch']})"
-    print(f"submission: translating {sources.photo.describe()} with {which} photo_to_monet",
-          flush=True)
-    result = submission.write(model.photo_to_monet, runtime, sources.photo.spec, path,
-                              batch_size=cfg.submission.batch_size,
-                              allow_any_count=cfg.submission.allow_any_count)
+    settings = cfg.submission
+    if "photo_to_monet" not in model.GENERATORS:
+        print(f"submission: generating {settings.count} paintings with {which} {name}",
+              flush=True)
+        result = submission.write_generated(generator, runtime, path, int(settings.count),
+                                            batch_size=settings.batch_size,
+                                            allow_any_count=settings.allow_any_count,
+                                            seed=cfg.seed)
+    else:
+        print(f"submission: translating {sources.photo.describe()} with {which} {name}",
+              flush=True)
+        result = submission.write(generator, runtime, sources.photo.spec, path,
+                                  batch_size=settings.batch_size,
+                                  allow_any_count=settings.allow_any_count)
     print(f"submission: {result.path}: {result.count} images in "
           f"{format_duration(result.seconds)}; {format_duration(time.monotonic() - started)} "
           "since the run started", flush=True)

@@ -1,11 +1,11 @@
-"""Runs a few CycleGAN steps on fixed batches in its own process, on the backend it is told.
+"""Runs a few training steps on fixed batches in its own process, on the backend it is told.
 
-  python tests/step_runner.py BACKEND DEVICES WEIGHTS_DIR OUT.npz [--pool N] [--diffaugment P]
-      [--batch B] [--steps S]
+  python tests/step_runner.py BACKEND DEVICES WEIGHTS_DIR OUT.npz [--kind K] [--pool N]
+      [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
 
 Loads each network's `<WEIGHTS_DIR>/<name>.weights.h5` (writing them first when absent), trains S
 steps of global batch B on batches drawn from a fixed seed, and saves the per-step losses and the
-final weights of all four networks. DEVICES > 1 on JAX: that many host devices under
+final weights of every network of the model kind (default cyclegan). DEVICES > 1 on JAX: that many host devices under
 keras.distribution.DataParallel. The equivalence tests compare the outputs of two runs.
 """
 
@@ -17,7 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from monet_tf.backend import select_backend  # noqa: E402
 
-NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
 SIZE = 32
 
 
@@ -27,6 +26,9 @@ def main():
     p.add_argument("devices", type=int)
     p.add_argument("weights_dir")
     p.add_argument("out")
+    p.add_argument("--kind", default="cyclegan")
+    p.add_argument("--nce_layers", default="")
+    p.add_argument("--nce_patches", type=int, default=32)
     p.add_argument("--pool", type=int, default=0)
     p.add_argument("--diffaugment", default="")
     p.add_argument("--batch", type=int, default=2)
@@ -46,12 +48,16 @@ def main():
     import tensorflow as tf
 
     from monet_tf.config import base_config
-    from monet_tf.models import build_cyclegan
+    from monet_tf.models.families import build_model
     from monet_tf.runtime import make_runtime
 
     runtime = make_runtime("cpu", cpu_replicas=args.devices)
     assert runtime.replicas == args.devices, runtime
     cfg = base_config()
+    cfg.model.kind = args.kind
+    if args.nce_layers:
+        cfg.loss.nce_layers = args.nce_layers
+    cfg.loss.nce_patches = args.nce_patches
     cfg.data.image_size = SIZE
     cfg.model.generator = "resnet_6blocks"
     cfg.model.ngf = 8
@@ -64,9 +70,10 @@ def main():
     cfg.optim.epsilon = args.adam_epsilon
     keras.config.set_dtype_policy("float32")
     with runtime.scope():
-        model = build_cyclegan(cfg, steps_per_epoch=args.steps, global_batch_size=args.batch,
-                               jit_compile=args.backend == "jax", replicas=runtime.replicas)
-    for name in NETWORKS:
+        model = build_model(cfg, steps_per_epoch=args.steps, global_batch_size=args.batch,
+                            jit_compile=args.backend == "jax", replicas=runtime.replicas)
+    networks = model.NETWORKS
+    for name in networks:
         path = os.path.join(args.weights_dir, f"{name}.weights.h5")
         if os.path.exists(path):
             getattr(model, name).load_weights(path)
@@ -74,7 +81,7 @@ def main():
             os.makedirs(args.weights_dir, exist_ok=True)
             getattr(model, name).save_weights(path)
     initial = {name: [np.asarray(v.numpy()) for v in getattr(model, name).trainable_variables]
-               for name in NETWORKS}
+               for name in networks}
 
     rng = np.random.default_rng(7)
     n = args.steps * args.batch
@@ -92,7 +99,7 @@ def main():
 
     model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[Record()])
     out = {f"loss/{k}": np.array([s[k] for s in steps]) for k in steps[0]}
-    for name in NETWORKS:
+    for name in networks:
         for i, v in enumerate(getattr(model, name).trainable_variables):
             out[f"{name}/{i}"] = np.asarray(v.numpy())
             out[f"initial/{name}/{i}"] = initial[name][i]

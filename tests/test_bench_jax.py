@@ -47,3 +47,31 @@ def test_step_jax_standalone_reports_rate_flops_and_peak_without_tensorflow():
     assert report["flops"] > 1e9  # XLA's count of the 32 px step: ~1.8 GFLOP.
     assert report["conv_peak_flops"] > 0 and report["peak_flops"] > 0
     assert report["loss"] == report["loss"]  # Not NaN.
+
+
+@pytest.mark.slow
+def test_step_jax_standalone_compares_fastcut_with_cyclegan_without_tensorflow():
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TF, str(WORKER), "--platform", "cpu", "--image_size", "32",
+         "--ngf", "8", "--rounds", "1", "--steps", "1", "--model", "fastcut"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = result.stdout
+    for text in ("fastcut vs cyclegan", "cyclegan params: photo_to_monet",
+                 "fastcut params: photo_to_monet", "ratio fastcut/cyclegan"):
+        assert text in out, (text, out)
+    lines = [line for line in out.splitlines() if line.startswith("result ")]
+    assert len(lines) == 1, out
+    report = json.loads(lines[0][len("result "):])
+    assert report["model"] == "fastcut" and set(report["sides"]) == {"cyclegan", "fastcut"}
+    cyclegan, fastcut = report["sides"]["cyclegan"], report["sides"]["fastcut"]
+    for side in (cyclegan, fastcut):
+        assert side["pairs_per_s"] > 0 and side["flops"] > 0 and side["loss"] == side["loss"]
+    # The same generator and critic; FastCUT adds its projection heads instead of two networks.
+    assert set(fastcut["params"]) == {"photo_to_monet", "monet_critic", "nce_heads"}
+    for name in ("photo_to_monet", "monet_critic"):
+        assert fastcut["params"][name] == cyclegan["params"][name]
+    assert fastcut["flops"] < cyclegan["flops"]
+    assert report["ratio"] == pytest.approx(fastcut["pairs_per_s"] / cyclegan["pairs_per_s"])

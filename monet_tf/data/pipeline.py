@@ -70,10 +70,14 @@ def train_photo_count(report: DataReport) -> int:
     return report.photo.count - report.photo.heldout_count
 
 
-def steps_per_epoch(report: DataReport, cfg: ml_collections.ConfigDict, global_batch: int) -> int:
+def steps_per_epoch(report: DataReport, cfg: ml_collections.ConfigDict, global_batch: int,
+                    domain: str = "photo") -> int:
+    """cfg.steps_per_epoch, or (0) one pass over the training images of `domain`: the photos,
+    or the paintings for a family that trains on them alone (dcgan)."""
     if cfg.steps_per_epoch > 0:
         return int(cfg.steps_per_epoch)
-    return max(1, train_photo_count(report) // global_batch)
+    count = train_photo_count(report) if domain == "photo" else report.monet.count
+    return max(1, count // global_batch)
 
 
 def jitter_size(cfg: ml_collections.ConfigDict) -> int:
@@ -132,22 +136,33 @@ def _shuffled_forever(ds: tf.data.Dataset, count: int, cfg, seed: int) -> tf.dat
 
 
 def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.ConfigDict,
-                  global_batch: int, seed: int) -> tf.data.Dataset:
-    """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3]."""
+                  global_batch: int, seed: int, photos: bool = True) -> tf.data.Dataset:
+    """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3].
+
+    photos=False (a family that ignores them: dcgan): the photo of each pair is a zero
+    [1, 1, 3] placeholder, so no photo is decoded, augmented or sent to the devices, and the
+    step still gets the (photo, monet) batches every family's step takes.
+    """
     size = cfg.image_size
-    photos = _shuffled_forever(_images(sources.photo, report.photo, size, False, cfg.cache),
-                               train_photo_count(report), cfg, seed)
     monets = _shuffled_forever(_images(sources.monet, report.monet, size, None, cfg.cache),
                                report.monet.count, cfg, seed + 1)
     base = tf.constant([seed, 0], tf.int64)
+    if photos:
+        pairs = tf.data.Dataset.zip(
+            _shuffled_forever(_images(sources.photo, report.photo, size, False, cfg.cache),
+                              train_photo_count(report), cfg, seed),
+            monets)
+    else:
+        pairs = monets.map(lambda monet: (tf.zeros([1, 1, 3], tf.uint8), monet))
 
     def augment_pair(index, pair):
         photo, monet = pair
         key = base + tf.stack([tf.constant(0, tf.int64), 4 * index])
-        return augment(photo, key, cfg), augment(monet, key + [0, 2], cfg)
+        photo = augment(photo, key, cfg) if photos else tf.cast(photo, tf.float32)
+        return photo, augment(monet, key + [0, 2], cfg)
 
-    ds = tf.data.Dataset.zip(photos, monets).enumerate().map(
-        augment_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = pairs.enumerate().map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE,
+                               deterministic=True)
     ds = ds.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
