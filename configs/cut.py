@@ -6,7 +6,7 @@ One ResNet-9 generator and one PatchGAN critic (LSGAN) instead of CycleGAN's two
 content is kept by PatchNCE on five encoder layers (256 patches each, tau 0.07, lambda_NCE 1)
 plus the identity NCE on real paintings. The reference trains batch 1 with Adam 2e-4
 (beta 0.5, 0.999), constant then linearly decaying; DiffAugment is ours, for 300 paintings.
-Same schedule as gpu.py, so the two compare step for step; CUT's step costs about 40% less.
+Same schedule as gpu.py, so the two compare step for step; CUT's step costs about half.
 """
 
 import pathlib

@@ -5,9 +5,10 @@ model.
 
 Everything but the model is kaggle_tpu.py's (15,000 steps at a global batch of 32, MiFID every
 10 epochs, the best generator submitted, the 4h15m budget), so the two compare run for run. A
-CUT run reached MiFID 36.9 on this competition. CUT's step costs about 40% less than
-CycleGAN's (bench/train_step.py --model=cut), so the assumed throughput is 1.6 x kaggle_tpu's:
-an assumption, as that file's is, until a TPU run replaces it.
+CUT run reached MiFID 36.9 on this competition. CUT's step costs about half of CycleGAN's
+(0.97 vs 1.88 TFLOP per pair at 256 px; 1.94x the pairs/s in bench/train_step.py --model=cut on
+a CPU), so the assumed throughput is 1.9 x kaggle_tpu's: an assumption, as that file's is,
+until a TPU run replaces it.
 """
 
 import pathlib
@@ -19,5 +20,5 @@ _KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
 def get_config():
     c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
     c.model.kind = "cut"
-    c.estimate.pairs_per_second *= 1.6
+    c.estimate.pairs_per_second *= 1.9
     return c

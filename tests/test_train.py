@@ -170,7 +170,10 @@ def _checkpoint_arrays(prefix: str) -> dict:
     # saves at step 9, and every epoch still ends on a multiple of 5.
     ({"data.steps_per_epoch": 5, "train.steps_per_execution": 4,
       "train.epochs": 2, "train.decay_epochs": 1}, 5, 9, "epoch 2, step 4 of 5", 15),
-], ids=["one_step_per_execution", "four_steps_per_execution"])
+    # CUT's heads, its three optimizers and both RNGs (DiffAugment's, the patch locations').
+    ({"model.kind": "cut"}, 3, 4, "epoch 2, step 1 of 3", 6),
+    ({"model.kind": "fastcut", "train.steps_per_execution": 2}, 3, 5, "epoch 2, step 2 of 3", 6),
+], ids=["one_step_per_execution", "four_steps_per_execution", "cut", "fastcut"])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved, where, total):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     result = subprocess.run(
@@ -186,9 +189,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved
     b = _checkpoint_arrays(tf.train.latest_checkpoint(str(resumed / "checkpoints")))
     assert tf.train.latest_checkpoint(str(straight / "checkpoints")).endswith(f"ckpt-{total}")
     assert a.keys() == b.keys()
-    # The four networks, every optimizer's slots and step count, both pools and the RNG.
-    for part in ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic",
-                 "_optimizer", "iterations", "monet_pool", "photo_pool", "rng"):
+    # Every network, every optimizer's slots and step count, both pools and the RNG(s).
+    parts = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic", "_optimizer",
+             "iterations", "monet_pool", "photo_pool", "rng")
+    if "cut" in settings.get("model.kind", ""):
+        parts = ("photo_to_monet", "monet_critic", "nce_heads", "_optimizer", "iterations",
+                 "patch_rng", "rng")
+    for part in parts:
         assert any(part in key for key in a), (part, sorted(a)[:40])
     differing = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not differing, differing[:10]

@@ -37,6 +37,7 @@ cfg.train.epochs, cfg.train.decay_epochs = 2, 1
 cfg.data.steps_per_epoch, cfg.train.steps_per_execution = 5, 4  # Groups of 4 + 1 per epoch.
 cfg.loss.pool_size = 1  # Full after one step, so later steps draw from the pool's RNG.
 cfg.loss.diffaugment = "color,translation,cutout"
+cfg.model.kind = sys.argv[4]
 straight, resumed = sys.argv[2], sys.argv[3]
 t.train(cfg, straight, verbose=0)
 
@@ -75,10 +76,12 @@ def _checkpoint_arrays(folder: pathlib.Path) -> dict:
 
 
 @pytest.mark.slow
-def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_tensorflow(tmp_path):
+def resume_on_jax(tmp_path, kind):
+    """A straight run and a run killed in epoch 2 then resumed; returns (stdout, straight's and
+    resumed's final checkpoint arrays)."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(straight),
-                             str(resumed)], capture_output=True, text=True, timeout=1500,
+                             str(resumed), kind], capture_output=True, text=True, timeout=1500,
                             env=_env())
     assert result.returncode == 0, result.stderr[-4000:]
     # Stopped after the group of steps the signal arrived in, saved there, resumed from exactly
@@ -94,12 +97,29 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
     a = _checkpoint_arrays(straight / "checkpoints" / "ckpt-15")
     b = _checkpoint_arrays(resumed / "checkpoints" / "ckpt-15")
     assert a.keys() == b.keys()
+    differing = [k for k in a if a[k].dtype.kind != "U" and not np.array_equal(a[k], b[k])]
+    assert not differing, differing[:10]
+    return result.stdout, a
+
+
+@pytest.mark.slow
+def test_fastcut_resumes_exactly_on_jax(tmp_path):
+    _, a = resume_on_jax(tmp_path, "fastcut")
+    assert {k.split("/")[0] for k in a if k.endswith(".weights.h5") or ".weights.h5/" in k} == {
+        "photo_to_monet.weights.h5", "monet_critic.weights.h5", "nce_heads.weights.h5"}
+    assert len([k for k in a if k.startswith("state/optimizer/nce_heads/")]) > 10
+    assert sorted(p.name for p in (tmp_path / "resumed" / "export").iterdir()) == [
+        "photo_to_monet"]
+
+
+@pytest.mark.slow
+def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_tensorflow(tmp_path):
+    _, a = resume_on_jax(tmp_path, "cyclegan")
+    resumed = tmp_path / "resumed"
     # All four networks, every optimizer slot and step count, both pools and the RNG.
     groups = {k.split("/")[0] + "/" + k.split("/")[1] for k in a if k.startswith("state/")}
     assert {"state/optimizer", "state/non_trainable"} <= groups
     assert len([k for k in a if k.endswith(".weights.h5") or ".weights.h5/" in k]) > 20
-    differing = [k for k in a if a[k].dtype.kind != "U" and not np.array_equal(a[k], b[k])]
-    assert not differing, differing[:10]
     pools = [k for k in a if k.startswith("state/non_trainable/") and a[k].ndim == 4]
     assert pools and all(np.abs(a[k]).sum() > 0 for k in pools)  # The pools were filled.
 
@@ -110,7 +130,7 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
     jax_side = (
         "import sys, numpy as np\n"
         "from monet_tf import checkpoints as ck\n"
-        "g, _, _ = ck.restore_generators(sys.argv[1])\n"
+        "g = ck.restore_generators(sys.argv[1])[0]['photo_to_monet']\n"
         "x = np.load(sys.argv[2]).astype('float32') / 127.5 - 1.0\n"
         "y = np.clip(np.round((np.asarray(g(x, training=False)) + 1.0) * 127.5), 0, 255)\n"
         "np.save(sys.argv[3], y.astype(np.uint8))\n"
