@@ -34,7 +34,7 @@ CHECKPOINT_DIR = "checkpoints"
 RESUME_KEYS = (
     "model.kind", "model.generator", "model.ngf", "model.upsample", "model.critic", "model.ndf",
     "model.critic_layers", "model.spectral_norm", "data.image_size", "data.steps_per_epoch",
-    "loss.pool_size",
+    "loss.pool_size", "loss.nce_layers", "loss.nce_units", "model.latent_dim", "model.dcgan_width",
 )
 
 
@@ -242,7 +242,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 # What a config written before a field existed meant by it.
-_DEFAULTS = {"model.kind": "cyclegan"}
+_DEFAULTS = {"model.kind": "cyclegan",
+             "loss.nce_layers": "padded_input,down_1,down_2,block_1,block_5",
+             "loss.nce_units": 256, "model.latent_dim": 128, "model.dcgan_width": 512}
 
 
 def _lookup(cfg: ml_collections.ConfigDict, dotted: str):

@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.jitter_scale = 1.12  # 256 -> 286 as in the CycleGAN paper.
     c.data.flip = True  # Random horizontal flip.
     c.data.shuffle_buffer = 2048  # Per domain; both domains are shuffled and repeated separately.
-    c.data.steps_per_epoch = 0  # 0: one pass over the training photos per epoch.
+    c.data.steps_per_epoch = 0  # 0: one pass over the training photos (dcgan: paintings) per epoch.
     c.data.heldout_fraction = 0.02  # Photos held out of training (chosen by name) for grids/scores.
     c.data.min_image_size = 64  # Smaller images are bad input.
     c.data.skip_bad_records = False  # True: skip undecodable records and report the count.
@@ -115,7 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # The Kaggle submission written at the end of training: every photo of the data's photo
     # source through photo_to_monet (the best by MiFID when scores are on, else the last), on the
-    # run's devices, into a zip of 256x256 JPEGs.
+    # run's devices, into a zip of 256x256 JPEGs (dcgan: submission.count generated paintings).
     c.submission = ml_collections.ConfigDict()
     # "": none; "auto": /kaggle/working/images.zip inside a Kaggle notebook, else none; or a path.
     c.submission.path = ""

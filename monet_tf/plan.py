@@ -17,13 +17,22 @@ from monet_tf.models import total_steps
 from monet_tf.train import format_duration
 
 DRY_RUN_STEPS = 3
+PAINTINGS = 300  # The competition's monet_tfrec: an epoch of a family that trains on them alone.
+
+
+def _generates(cfg: ml_collections.ConfigDict) -> bool:
+    """A family that paints from noise (dcgan): its epoch and its submission have no photos."""
+    from monet_tf.models.families import translates_photos
+
+    return not translates_photos(cfg.model.get("kind", "cyclegan"))
 
 
 def full_run(cfg: ml_collections.ConfigDict) -> dict:
     """Steps, batch and time of the config's run on `estimate.devices` devices."""
     est = cfg.estimate
     global_batch = cfg.train.batch_size * est.devices
-    steps_per_epoch = cfg.data.steps_per_epoch or max(1, est.photos // global_batch)
+    images = PAINTINGS if _generates(cfg) else est.photos
+    steps_per_epoch = cfg.data.steps_per_epoch or max(1, images // global_batch)
     steps = total_steps(cfg, steps_per_epoch)
     plan = {"devices": est.devices, "global_batch": global_batch,
             "steps_per_epoch": steps_per_epoch, "steps": steps,
@@ -31,7 +40,8 @@ def full_run(cfg: ml_collections.ConfigDict) -> dict:
     if est.pairs_per_second > 0:
         plan["train_seconds"] = plan["pairs"] / est.pairs_per_second
     if est.images_per_second > 0:
-        plan["translate_seconds"] = est.photos / est.images_per_second
+        outputs = cfg.submission.count if _generates(cfg) else est.photos
+        plan["translate_seconds"] = outputs / est.images_per_second
     return plan
 
 
@@ -48,8 +58,10 @@ def describe(cfg: ml_collections.ConfigDict) -> str:
     else:
         lines.append("  training time: unknown (estimate.pairs_per_second is not set)")
     if "translate_seconds" in plan:
-        lines.append(f"  translating {est.photos:,} photos at an assumed "
-                     f"{est.images_per_second:g} images/s: {format_duration(plan['translate_seconds'])}")
+        what = (f"generating {cfg.submission.count:,} paintings" if _generates(cfg)
+                else f"translating {est.photos:,} photos")
+        lines.append(f"  {what} at an assumed {est.images_per_second:g} images/s: "
+                     f"{format_duration(plan['translate_seconds'])}")
     lines.append(f"  limit for the whole job: {est.limit}")
     return "\n".join(lines)
 

@@ -244,8 +244,9 @@ def predict(
     write `count` generated images from noise drawn with `seed`; returns the count written.
 
     `output` ending in .zip is a Kaggle submission archive (7,000-10,000 images unless
-    `allow_any_count`); anything else is a folder of JPEGs. The checks that need no model come
-    first; a translator given --count, or a noise generator given --input, is refused by name.
+    `allow_any_count`); anything else is a folder of JPEGs. A missing --model is reported
+    first (with the export to use instead when its run has another), then the checks that need
+    no model; a translator given --count, or a noise generator given --input, is refused by name.
     """
     if input_spec and count is not None:
         raise PredictError("--input and --count exclude each other: --input is what a translator "
@@ -442,8 +443,10 @@ class _JpegWriter:
                  batch_size: int, verbose: bool):
         size = image_size
 
-        # One trace for every batch, the short last one included.
-        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+        # One trace for every batch, the short last one included (no Python control flow:
+        # autograph would only fail to parse the lambda's source and warn).
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)],
+                     autograph=False)
         def encode(images: tf.Tensor) -> tf.Tensor:
             return tf.map_fn(lambda image: tf.io.encode_jpeg(image, quality=quality), images,
                              fn_output_signature=tf.TensorSpec([], tf.string),

@@ -10,12 +10,14 @@ import sys
 import zipfile
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from monet_tf import predict
+from monet_tf.callbacks import sample_grid
 from monet_tf.export import export_generator, export_noise_generator
 from monet_tf.models.dcgan import DCGAN, build_dcgan, build_noise_generator
 from monet_tf.models.generators import build_generator
@@ -92,6 +94,25 @@ def _placeholder_batches(n_steps: int, batch: int) -> tf.data.Dataset:
         batch, drop_remainder=True)
 
 
+def test_training_batches_without_photos_keep_the_paintings_and_skip_the_photos(sample_dir):
+    """data.train_dataset(photos=False): the same painting batches as with photos, beside a
+    [B, 1, 1, 3] zero placeholder; and an epoch is one pass over the paintings."""
+    from monet_tf import data
+
+    cfg = tiny_dcgan_config().data
+    sources = data.find_sources(str(sample_dir))
+    report = data.validate(sources, heldout_fraction=cfg.heldout_fraction)
+    both = data.train_dataset(sources, report, cfg, 4, seed=3).take(2)
+    alone = data.train_dataset(sources, report, cfg, 4, seed=3, photos=False).take(2)
+    for (photo, monet), (placeholder, same) in zip(both, alone):
+        assert photo.shape == (4, SIZE, SIZE, 3) and placeholder.shape == (4, 1, 1, 3)
+        assert not np.any(placeholder.numpy())
+        np.testing.assert_array_equal(monet.numpy(), same.numpy())
+    cfg.steps_per_epoch = 0
+    assert data.steps_per_epoch(report, cfg, 4, domain="monet") == 30 // 4
+    assert data.steps_per_epoch(report, cfg, 4) == (32 - report.photo.heldout_count) // 4
+
+
 def test_step_trains_on_tensorflow_over_two_replicas(two_cpu_strategy):
     """Three steps under MirroredStrategy: both networks move, losses are finite, each
     optimizer counts 3, and the photos are a [B, 1, 1, 3] placeholder the step ignores."""
@@ -112,6 +133,19 @@ def test_step_trains_on_tensorflow_over_two_replicas(two_cpu_strategy):
         after = getattr(model, name).trainable_variables
         assert all(not np.allclose(a, b.numpy()) for a, b in zip(before[name], after)), name
 
+    # The sample grid: per real painting, three from fixed noise (the same every epoch).
+    monets = np.random.default_rng(3).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    grids = [sample_grid(model, None, monets, "epoch 1") for _ in range(2)]
+    assert [t.get_text() for t in grids[0].texts] == [
+        "epoch 1 (dcgan: noise_to_monet from fixed noise)"]
+    assert [ax.get_title() for ax in grids[0].axes[:4]] == ["Monet"] + ["noise_to_monet"] * 3
+    assert len(grids[0].axes) == 8
+    first, again = (np.asarray(g.axes[1].images[0].get_array()) for g in grids)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - np.asarray(grids[0].axes[2].images[0].get_array())).mean() > 0.001
+    for fig in grids:
+        plt.close(fig)
+
 
 JAX_STEP = """
 import json, sys
@@ -131,23 +165,33 @@ with runtime.scope():
 before = [np.asarray(v.numpy()).copy() for v in model.trainable_variables]
 rng = np.asarray(model.rng.state.numpy()).copy()
 history = model.fit(_placeholder_batches(3, 4), epochs=1, steps_per_epoch=3, verbose=0).history
+# The export: a TensorFlow subprocess rebuilds noise_to_monet from the run's config.
+from monet_tf import checkpoints, train
+workdir = sys.argv[1]
+checkpoints.save_config(cfg, workdir)
+train.export_all(model, cfg, workdir + "/export", workdir)
+noise = np.random.default_rng(5).standard_normal((3, cfg.model.latent_dim)).astype("float32")
+np.save(workdir + "/noise.npy", noise)
+np.save(workdir + "/jax.npy", np.asarray(model.noise_to_monet.predict_on_batch(noise)))
 print(json.dumps({
     "devices": runtime.replicas,
     "losses": {k: float(v[0]) for k, v in history.items()},
     "iterations": [int(model.optimizer_of(n).iterations.numpy()) for n in model.NETWORKS],
-    "moved": [bool(not np.allclose(a, v.numpy())) for a, v in zip(before, model.trainable_variables)],
+    "moved": [bool(not np.allclose(a, v.numpy()))
+              for a, v in zip(before, model.trainable_variables)],
     "rng_moved": bool(not np.array_equal(rng, model.rng.state.numpy())),
 }))
 """
 
 
-def test_step_trains_on_jax_over_two_devices():
+def test_step_trains_on_jax_over_two_devices_and_exports_for_tensorflow(tmp_path):
     """The same step on Keras' JAX backend, in its own process (Keras picks the backend once
     per process), sharded over two host devices: the noise comes from the step's RNG
-    variable, which the stateless step carries and advances."""
+    variable, which the stateless step carries and advances. The run's export (through a
+    TensorFlow subprocess, from the networks' .weights.h5) paints what the JAX model paints."""
     pytest.importorskip("jax")
     env = {**_env(), "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-c", JAX_STEP], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-c", JAX_STEP, str(tmp_path)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -156,6 +200,10 @@ def test_step_trains_on_jax_over_two_devices():
     assert all(np.isfinite(v) for v in out["losses"].values())
     assert out["iterations"] == [3, 3]
     assert all(out["moved"]) and out["rng_moved"]
+    serve = tf.saved_model.load(str(tmp_path / "export" / "noise_to_monet"))
+    served = serve.signatures["serving_default"](noise=tf.constant(np.load(tmp_path / "noise.npy")))
+    expected = np.round(np.clip((np.load(tmp_path / "jax.npy") + 1) * 127.5, 0, 255))
+    assert np.abs(served["images"].numpy().astype(int) - expected).max() <= 1
 
 
 def test_noise_generator_export_serves_noise_to_uint8_like_keras(tmp_path):
@@ -198,7 +246,8 @@ def test_tiny_run_exports_noise_to_monet_and_predict_writes_the_asked_count(tmp_
     result = train.train(cfg, str(workdir), verbose=0)
     assert result.steps_done == 3 and result.epochs_done == 1
     export = workdir / "export" / "noise_to_monet"
-    assert (export / "saved_model.pb").exists() and not (workdir / "export" / "photo_to_monet").exists()
+    assert (export / "saved_model.pb").exists()
+    assert not (workdir / "export" / "photo_to_monet").exists()
     assert (workdir / "export" / "best" / "noise_to_monet.weights.h5").exists()
     assert sorted(os.listdir(workdir / "demo")) == ["000_noise_to_monet.jpg",
                                                      "001_noise_to_monet.jpg"]
