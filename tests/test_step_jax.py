@@ -56,13 +56,13 @@ def test_two_jax_devices_equal_one_with_pools_and_diffaugment(tmp_path):
     assert_two_devices_equal_one(tmp_path, "--pool=1", "--diffaugment=color,translation,cutout")
 
 
-def assert_two_devices_equal_one(tmp_path, *flags):
+def assert_two_devices_equal_one(tmp_path, *flags, tolerance=1e-5):
     one = run_steps("jax", 1, tmp_path / "weights", tmp_path / "one.npz", *flags)
     two = run_steps("jax", 2, tmp_path / "weights", tmp_path / "two.npz", *flags)
     for key in (k for k in one if k.startswith("loss/")):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
-    assert max_weight_difference(one, two) < 1e-5
-    assert_every_network_moved(one, 100 * 1e-5)
+    assert max_weight_difference(one, two) < tolerance
+    assert_every_network_moved(one, 100 * tolerance)
 
 
 def assert_every_network_moved(run, by):
@@ -90,8 +90,10 @@ def test_cut_on_tensorflow_and_jax_agrees_from_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_jax_devices_equal_one_for_fastcut(tmp_path):
-    """Random patch locations and flips: one program over the global batch draws the same
-    numbers however many devices it is sharded over. (DiffAugment is left out: with it, the
-    third step's weights part by 8e-4 while the losses agree to 3e-5; see README, CUT.)"""
-    assert_two_devices_equal_one(tmp_path, "--kind=fastcut")
+def test_two_jax_devices_equal_one_for_fastcut_with_diffaugment(tmp_path):
+    """Random patch locations, flips and DiffAugment: one program over the global batch draws
+    the same numbers however many devices it is sharded over. At lr 1e-4: at the runner's 1e-3,
+    FastCUT's lambda_NCE 10 with DiffAugment amplifies float noise into 8e-4 by the third step
+    (measured; 7.7e-8 at 1e-4, with every network moving 1e-4 or more)."""
+    assert_two_devices_equal_one(tmp_path, "--kind=fastcut", "--lr=1e-4",
+                                 "--diffaugment=color,translation,cutout", tolerance=1e-6)
