@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from monet_tf.models.dcgan import fixed_noise  # noqa: E402
+
 
 class EpochProgbar(keras.callbacks.ProgbarLogger):
     """The Keras progress bar, showing the true epoch out of the whole run.
@@ -146,21 +148,17 @@ def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
 GENERATED_PER_ROW = 3  # noise_to_monet's paintings beside each real one in a DCGAN's grid.
 
 
-def sample_noise(count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
-    """Fixed standard normal noise: the same paintings' progress from epoch to epoch."""
-    return np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
-
-
 def sample_grid(model, photos: tf.Tensor, monets: tf.Tensor, title: str) -> plt.Figure:
     """Rows of photo | Monet-style | cycled back, then Monet | photo-style | cycled back.
 
     A family with no monet_to_photo (CUT, FastCUT) has rows of photo | Monet-style only, and
     the title says why. A family that generates from noise (DCGAN) has rows of a real
-    Monet | GENERATED_PER_ROW paintings from fixed noise (sample_noise); its photos are unused.
+    Monet | GENERATED_PER_ROW paintings from fixed noise (models.dcgan.fixed_noise); its photos
+    are unused.
     """
     if "noise_to_monet" in model.GENERATORS:
         generator = model.noise_to_monet
-        noise = sample_noise(len(monets) * GENERATED_PER_ROW, int(generator.input_shape[-1]))
+        noise = fixed_noise(len(monets) * GENERATED_PER_ROW, int(generator.input_shape[-1]))
         made = translate(generator, noise).reshape(len(monets), GENERATED_PER_ROW,
                                                    *generator.output_shape[1:])
         rows = [(m, *row) for m, row in zip(np.asarray(monets), made)]

@@ -35,6 +35,7 @@ from absl import app, flags
 from monet_tf.data.images import resize_square
 from monet_tf.data.sources import IMAGE_EXTENSIONS, DataError, Source, source_from_spec
 from monet_tf.data.validate import check_records
+from monet_tf.models.dcgan import fixed_noise
 
 KAGGLE_MIN_IMAGES, KAGGLE_MAX_IMAGES = 7_000, 10_000
 FLAGS = flags.FLAGS  # Flags are defined only when run as a program (see define_flags).
@@ -363,12 +364,6 @@ def check_generation(output: str, count: int, batch_size: int = 16,
     return GenerationPlan(output, count, batch_size, image_size, quality, int(seed))
 
 
-def generation_noise(count: int, noise_dim: int, seed: int) -> np.ndarray:
-    """The standard normal noise of `count` images, [count, noise_dim] float32, from `seed`
-    alone (the same images whatever the batch size)."""
-    return np.random.default_rng(seed).standard_normal((count, noise_dim), dtype=np.float32)
-
-
 def write_translations(plan: Plan, translate: Callable, verbose: bool = True,
                        static_batch: bool = False) -> int:
     """Runs `translate` (uint8 [B, S, S, 3] -> uint8) over the planned input in batches and
@@ -411,12 +406,12 @@ def write_translations(plan: Plan, translate: Callable, verbose: bool = True,
 def write_generated(plan: GenerationPlan, generate: Callable, noise_dim: int,
                     verbose: bool = True, static_batch: bool = False) -> int:
     """Runs `generate` (float32 noise [B, noise_dim] -> uint8 [B, S, S, 3]) on plan.count noise
-    vectors (generation_noise) in batches and writes 00000.jpg, 00001.jpg, ... into the folder
+    vectors (models.dcgan.fixed_noise) in batches and writes 00000.jpg, 00001.jpg, ... into the folder
     or the zip, resized to plan.image_size when S differs; returns the count written.
 
     static_batch: as for write_translations.
     """
-    noise = generation_noise(plan.count, noise_dim, plan.seed)
+    noise = fixed_noise(plan.count, noise_dim, plan.seed)
     digits = max(5, len(str(plan.count - 1)))
     writer = _JpegWriter(plan.output, plan.count, plan.image_size, plan.quality,
                          plan.batch_size, verbose)

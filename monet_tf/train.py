@@ -26,11 +26,11 @@ import tensorflow as tf
 from monet_tf import callbacks as cb
 from monet_tf import checkpoints as ckpt
 from monet_tf import data
-from monet_tf import predict
 from monet_tf import submission
 from monet_tf.export import export_generators
 from monet_tf.inception import resolve_weights
 from monet_tf.models import generator_multiple, total_steps
+from monet_tf.models.dcgan import fixed_noise
 from monet_tf.models.families import build_model, translates_photos
 from monet_tf.runtime import Runtime, current, from_tf_strategy
 
@@ -159,7 +159,7 @@ def _write_generated_demo(export_dir: str, count: int, seed: int, out_dir: str) 
     tf.io.gfile.makedirs(out_dir)
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
-    (paintings,) = serve(tf.constant(predict.generation_noise(count, spec.shape[1], seed))).values()
+    (paintings,) = serve(tf.constant(fixed_noise(count, spec.shape[1], seed))).values()
     paths = []
     for i, image in enumerate(paintings):
         path = os.path.join(out_dir, f"{i:03d}_noise_to_monet.jpg")
@@ -397,7 +397,7 @@ def _score_callbacks(cfg, sources, report, model, workdir,
     if "photo_to_monet" in model.GENERATORS:
         inputs = data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images)
     else:
-        inputs = tf.data.Dataset.from_tensor_slices(cb.sample_noise(
+        inputs = tf.data.Dataset.from_tensor_slices(fixed_noise(
             cfg.eval.num_images, int(getattr(model, name).input_shape[-1]), seed=cfg.seed + 1))
     return [MiFIDCallback(
         photos=inputs,

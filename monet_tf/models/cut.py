@@ -68,8 +68,10 @@ class ProjectionHeads(keras.Model):
         return [head(p) for head, p in zip(self.heads, patches)]
 
 
-def parse_layers(text) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+def parse_layers(layers) -> tuple[str, ...]:
+    """Layer names from a comma list (loss.nce_layers) or a sequence of names."""
+    parts = layers.split(",") if isinstance(layers, str) else layers
+    names = tuple(n.strip() for n in parts if n.strip())
     if not names:
         raise ValueError("loss.nce_layers is empty: name the encoder layers PatchNCE reads, e.g. "
                          + ",".join(DEFAULT_NCE_LAYERS))
@@ -97,8 +99,7 @@ class CUT(GANModel):
         super().__init__(**kwargs)
         self.photo_to_monet = photo_to_monet
         self.monet_critic = monet_critic
-        self.nce_layers = parse_layers(",".join(nce_layers) if not isinstance(nce_layers, str)
-                                       else nce_layers)
+        self.nce_layers = parse_layers(nce_layers)
         names = [layer.name for layer in photo_to_monet.layers]
         missing = [n for n in self.nce_layers if n not in names]
         if missing:

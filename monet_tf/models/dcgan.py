@@ -27,6 +27,15 @@ METRICS = ("monet_gen_loss", "gen_total_loss", "monet_critic_loss")
 START = 4  # The side of the projected noise.
 
 
+def fixed_noise(count: int, latent_dim: int, seed: int = 0):
+    """Standard normal noise [count, latent_dim] float32 from `seed` alone (the same paintings
+    whatever the batch size): for predict --count, the submission, the demo, the sample grid and
+    MiFID."""
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal((count, latent_dim), dtype=np.float32)
+
+
 def check_image_size(size) -> int:
     size = int(size)
     if size < 2 * START or size & (size - 1):
