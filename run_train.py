@@ -48,6 +48,9 @@ _SUBMISSION = flags.DEFINE_string(
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Build the config's models, train a few steps on the bundled sample, write "
     "a small zip, and print the time and memory the full run would need (cfg.estimate).")
+_COMPILE_FOR = flags.DEFINE_string(
+    "compile_for", "", "With --dry_run: also compile the config's programs for this TPU slice "
+    "(v5e-8, v6e-1, ...) with XLA:TPU (needs libtpu, no TPU) and plan from its FLOPs and memory.")
 _WANDB = flags.DEFINE_bool("wandb", False, "Log to Weights & Biases (respects WANDB_MODE).")
 _WANDB_PROJECT = flags.DEFINE_string("wandb_project", None, "wandb project.")
 _WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "wandb entity (team or user).")
@@ -61,10 +64,22 @@ def main(argv):
     # TF/XLA INFO lines and known-harmless errors stay off the console; --verbosity=0 shows all.
     quiet(flags.FLAGS["verbosity"].present, flags.FLAGS.verbosity)
     try:  # Before anything imports Keras: it reads its backend once.
-        select_backend(_BACKEND.value, _STRATEGY.value, _CPU_REPLICAS.value)
+        backend = select_backend(_BACKEND.value, _STRATEGY.value, _CPU_REPLICAS.value)
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if _COMPILE_FOR.value:
+        from monet_tf import tpus
+
+        problem = None if _DRY_RUN.value else (
+            "--compile_for needs --dry_run (or run python -m monet_tf.tpu_compile)")
+        try:
+            tpus.topology(_COMPILE_FOR.value)
+        except tpus.UnknownTopology as e:
+            problem = f"--compile_for={_COMPILE_FOR.value}: {e}"
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
     from monet_tf.checkpoints import WorkdirError
     from monet_tf.data import DataError
     from monet_tf.data.sources import KAGGLE_INPUT
@@ -93,13 +108,33 @@ def main(argv):
             cfg.submission.path = _SUBMISSION.value
     config_path = flags.FLAGS["config"].config_filename
     workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
+    reduced = None
     if _DRY_RUN.value:
-        from monet_tf import plan
+        from monet_tf import plan, tpu_compile
 
         workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="monet_tf_dry_run_")
-        full_run = plan.describe(cfg)
+        compiled = None
+        if _COMPILE_FOR.value:
+            print(f"compiling the full config for {_COMPILE_FOR.value} with XLA:TPU (no TPU "
+                  "needed; minutes at full size) ...", flush=True)
+            try:
+                compiled = plan.compile_for(cfg, _COMPILE_FOR.value,
+                                            echo=lambda text: print(f"  {text}", flush=True))
+            except tpu_compile.SetupError as e:
+                print(f"error: --compile_for: {e}", file=sys.stderr)
+                sys.exit(2)
+            except tpu_compile.CompileError as e:
+                print(f"error: --compile_for: {e}", file=sys.stderr)
+                sys.exit(1)
+        full_run = plan.describe(cfg, compiled)
+        full_cfg = cfg
         cfg = plan.dry_run_config(cfg, str(REPO / "tfrecords" / "sample"),
                                   os.path.join(workdir, "images.zip"))
+        if backend == "jax" and _STRATEGY.value == "cpu":
+            cfg, reduced = plan.reduced_for_cpu(cfg)
+            print(f"dry run on JAX's CPU devices: a reduced copy ({reduced}) of the config's "
+                  "models trains; XLA:CPU would compile the full-size step for many minutes. "
+                  "The full size is proven for the TPU by --compile_for (XLA:TPU).", flush=True)
     print(f"workdir: {os.path.abspath(workdir)}", flush=True)
 
     try:
@@ -124,7 +159,11 @@ def main(argv):
         print(f"dry run: {result.steps_done} steps on the sample, export and zip in "
               f"{format_duration(time.monotonic() - started)}")
         print(full_run)
-        print(plan.memory(result.model, cfg))
+        if reduced is None:
+            print(plan.memory(result.model, full_cfg))
+        else:
+            print(f"memory: not measured on the reduced copy ({reduced}); --compile_for gives "
+                  "XLA:TPU's per-chip figures of the full size")
 
 
 if __name__ == "__main__":

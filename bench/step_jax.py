@@ -75,6 +75,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_REPO, "monet_tf")) and _REPO not in sys.path:
     sys.path.append(_REPO)  # Run from a checkout; an installed monet_tf comes first.
 
+from monet_tf.tpu_compile import jitted_train_step, xla_flops  # noqa: E402  (no TensorFlow)
+
 # Nominal dense peak per JAX device: (regex on device_kind, lower case; FLOP/s; what it is).
 NOMINAL_PEAKS = (
     (r"\bh100 pcie", 756e12, "H100 PCIe bf16 dense"),
@@ -163,22 +165,10 @@ def conv_peak(device, dtype: str) -> tuple[float, str]:
     return flops / statistics.median(times), f"{n}x128x128x256->256 3x3 {dtype}"
 
 
-def _jitted_step(model):
-    """The jax.jit(train_step) inside Keras' train_function (its `step_function` free variable)."""
-    fn = model.train_function
-    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
-    if "step_function" in cells and hasattr(cells["step_function"].cell_contents, "lower"):
-        return cells["step_function"].cell_contents
-    return None
-
-
 def _flops(compiled, devices: int) -> float | None:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
-        analysis = analysis[0] if analysis else {}
-    flops = (analysis or {}).get("flops")
-    # The cost of an SPMD program is that of one device's partition.
-    return None if flops is None else float(flops) * devices
+    """XLA's count of the whole step: one SPMD partition's (xla_flops) x devices."""
+    flops = xla_flops(compiled)
+    return None if flops is None else flops * devices
 
 
 class Bench:
@@ -262,7 +252,7 @@ class Bench:
         # First call: trace + lower + compile (here, ahead of time, to read XLA's FLOP count;
         # the call below then reuses the executable) + one step.
         start = time.perf_counter()
-        jitted = _jitted_step(model)
+        jitted = jitted_train_step(model)
         self.flops = None
         if jitted is not None:
             self.flops = _flops(jitted.lower(self.state, batch).compile(), len(devices))

@@ -34,6 +34,7 @@ def get_config():
     c.train.sample_every = 1
     c.eval.every = 5
     c.eval.batch_size = 32
+    c.estimate.accelerator = ""  # Two T4s: the assumed throughput below, not a TPU's peak.
     c.estimate.devices = 2
     c.estimate.pairs_per_second = 10.0
     c.estimate.images_per_second = 40.0

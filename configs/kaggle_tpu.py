@@ -11,19 +11,21 @@ steps) and submits the best generator. ResNet-9 at 256 px as in the CycleGAN pap
 32 steps per compiled call, DiffAugment because 300 paintings is a tiny set. No photo is held
 out: the submission translates the very photos the generator trained on.
 
-The arithmetic (assumed, not measured: no TPU was reachable where this was written; the dry run
-and the run itself print the plan, and the log's step times replace these guesses):
-- a training pair costs about 1.9 TFLOP: six ResNet-9 passes (49.6 GMAC each at 256 px: the
-  two translations, both identities, both cycles) and three critic passes per domain, backward
-  at twice the forward;
-- a v5e-8 peaks at 8 x 197 bf16 TFLOP/s; at about 12% of that, 100 pairs/s;
-- 15,000 steps x 32 = 480,000 pairs = 1h20m of steps, plus about 10 minutes of compiles and
-  six MiFID scores;
+The arithmetic (the FLOPs are XLA:TPU's own count, `bench/tpu_sizing.py`; the speed is a stated
+fraction of the chips' peak, not a measurement: no TPU was reachable where this was written; the
+dry run and the run itself print the plan, and the log's step times replace it):
+- a training pair costs 1.95 TFLOP in the step XLA:TPU compiles for a v5e-8 (six ResNet-9
+  passes of 49.6 GMAC at 256 px, three critic passes per domain, backward at twice the forward,
+  DiffAugment and Adam on top);
+- a v5e-8 peaks at 8 x 197 bf16 TFLOP/s; at 30% of that (estimate.peak_fraction, README says
+  why), 242 pairs/s;
+- 15,000 steps x 32 = 480,000 pairs = 33 minutes of steps, plus the compiles (the step takes
+  about 6 minutes to compile on a 2-core CPU) and six MiFID scores;
 - export (a TensorFlow subprocess on the host) about 2 minutes; the 7,038 photos at an assumed
   100 images/s (JPEG encoding on the host bounds it) about 70 seconds.
-That leaves most of the 5 hours spare. time_budget 4h15m stops training cleanly (saving and
-exporting) if the TPU is far slower than assumed, keeping 45 minutes for export, translation
-and the zip.
+The step fits a chip's 16 GiB with room to spare (6.4 GiB at 4 pairs per chip). time_budget
+4h15m stops training cleanly (saving and exporting) if the TPU is far slower than planned,
+keeping 45 minutes for export, translation and the zip.
 """
 
 from monet_tf.config import base_config
@@ -48,7 +50,8 @@ def get_config():
     c.eval.batch_size = 64
     c.submission.path = "auto"  # /kaggle/working/images.zip in a Kaggle notebook
     c.submission.batch_size = 16
-    c.estimate.devices = 8
-    c.estimate.pairs_per_second = 100.0
+    c.estimate.accelerator = "v5e-8"
+    c.estimate.flops_per_pair = 1.954e12  # XLA:TPU's count on a v5e-8 (bench/tpu_sizing.py).
+    c.estimate.peak_fraction = 0.3
     c.estimate.images_per_second = 100.0
     return c

@@ -128,7 +128,13 @@ def base_config() -> ml_collections.ConfigDict:
     # (and --dry_run): time and memory of the full run. Measured figures replace guesses.
     c.estimate = ml_collections.ConfigDict()
     c.estimate.devices = 1  # Devices (chips / GPUs) the batch size is meant for.
-    c.estimate.pairs_per_second = 0.0  # Training throughput there (0: unknown).
+    # A TPU slice of monet_tf/tpus.py (v5e-8, ...) to plan for: its chips replace `devices`, and
+    # training runs at peak_fraction of its bfloat16 peak over XLA:TPU's FLOPs per pair
+    # (flops_per_pair, from bench/tpu_sizing.py; `--dry_run --compile_for` counts them afresh).
+    c.estimate.accelerator = ""
+    c.estimate.flops_per_pair = 0.0
+    c.estimate.peak_fraction = 0.3  # Of the bf16 peak (README, "Compiled for the TPU": why 30%).
+    c.estimate.pairs_per_second = 0.0  # Without an accelerator (GPUs): throughput (0: unknown).
     c.estimate.images_per_second = 0.0  # Translation throughput for the submission (0: unknown).
     c.estimate.photos = 7038  # Photos per epoch and to translate: the competition's photo_tfrec.
     c.estimate.limit = "5h"  # The wall-clock limit the whole job must fit (a Kaggle notebook's).

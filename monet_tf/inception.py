@@ -214,6 +214,26 @@ def shard_batch(batch, distribution=None):
     return keras.distribution.distribute_tensor(batch, distribution.get_data_layout(batch.shape))
 
 
+def jax_features_step(model: keras.Model, distribution=None):
+    """The MiFID features as one JAX program: (trainable, non_trainable, images) -> [B, 2048],
+    resize included, jitted. The variables are arguments, so set_weights / load_weights later
+    are seen; the features come back replicated over `distribution`'s devices (a small
+    all-gather), readable from every host. `monet_tf.tpu_compile` compiles this same function
+    for a TPU."""
+    import jax
+
+    def features(trainable, non_trainable, images):
+        outputs, _ = model.stateless_call(trainable, non_trainable, to_inception_input(images),
+                                          training=False)
+        return outputs
+
+    replicated = None
+    if distribution is not None:
+        replicated = keras.distribution.TensorLayout(
+            [None, None], distribution.device_mesh).backend_layout
+    return jax.jit(features, out_shardings=replicated)
+
+
 def _image_component(*element):
     """Datasets of images or of (name, image) pairs (as monet_tf.data.read_image_files yields)."""
     return element[-1]
@@ -286,24 +306,8 @@ class InceptionFeatures:
         return self._steps[transform]
 
     def _jax_step(self):
-        """One jitted function (resize + Inception), compiled once per input shape and dtype; the
-        variables are arguments, so set_weights / load_weights after this are seen. The features
-        come back replicated (a small all-gather), readable from every device's host."""
         if "jax" not in self._steps:
-            import jax
-
-            model = self.model
-
-            def features(trainable, non_trainable, images):
-                outputs, _ = model.stateless_call(trainable, non_trainable, to_inception_input(images),
-                                                  training=False)
-                return outputs
-
-            replicated = None
-            if self.distribution is not None:
-                replicated = keras.distribution.TensorLayout(
-                    [None, None], self.distribution.device_mesh).backend_layout
-            self._steps["jax"] = jax.jit(features, out_shardings=replicated)
+            self._steps["jax"] = jax_features_step(self.model, self.distribution)
         return self._steps["jax"]
 
     def _jax_features(self, batch: np.ndarray, transform: Callable | None) -> np.ndarray:

@@ -33,15 +33,35 @@ from absl import app, flags
 # and kaggle_requirements.txt (the GPU image: Colab's base image plus that list).
 # What the images lack of monet_tf's required dependencies, bundled as wheels:
 KAGGLE_LACKS = ("ml_collections",)
-# What they have that monet_tf and the bundled wheels require (tensorboard and PyYAML come with
-# tensorflow-cpu / tensorflow-datasets, absl-py with TensorFlow and JAX). wandb is in neither
+# What they have that monet_tf and the bundled wheels require (tensorboard comes with
+# tensorflow-cpu, absl-py with TensorFlow and JAX, PyYAML with transformers and albumentations). wandb is in neither
 # list: it is an optional extra (monet_tf[wandb]) whose wheels are platform-specific, and logging
 # to it needs the internet anyway.
 KAGGLE_PROVIDES = (
     "tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "tensorboard", "jax",
     "numpy", "scipy", "pillow", "matplotlib", "absl-py", "pyyaml",
 )
-KAGGLE_PYTHON = "3.12"  # tpu/config.txt BASE_IMAGE; Colab's base image has the same.
+# Kaggle's TPU image as pip requirements (and its Python), kept in one file that the tests
+# install and README quotes.
+KAGGLE_TPU_STACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kaggle_tpu_stack.txt")
+
+
+def kaggle_tpu_stack() -> tuple[str, list[str]]:
+    """(Python version, requirement lines) of Kaggle's TPU image (kaggle_tpu_stack.txt)."""
+    python, requirements = None, []
+    with open(KAGGLE_TPU_STACK) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("# python:"):
+                python = line.split(":", 1)[1].strip()
+            elif line and not line.startswith("#"):
+                requirements.append(line)
+    if python is None:
+        raise ValueError(f"{KAGGLE_TPU_STACK} has no '# python: X.Y' line")
+    return python, requirements
+
+
+KAGGLE_PYTHON = kaggle_tpu_stack()[0]  # tpu/config.txt BASE_IMAGE; Colab's base image too.
 PACKAGE = "monet_tf"
 DEFAULT_DATASET = "monet-tf-offline"
 WEIGHTS_NAME = "inception_v3_notop.h5"

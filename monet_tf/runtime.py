@@ -153,7 +153,12 @@ def _maybe_initialize_multi_host(environ=None) -> bool:
 def _jax_runtime(strategy: str, cpu_replicas: int) -> Runtime:
     import jax
 
+    from monet_tf.jax_compat import skip_executable_layouts
+
     _hide_accelerators_from_tensorflow()
+    if strategy == "tpu" and skip_executable_layouts():
+        print(f"jax {jax.__version__} < 0.8: compiled programs are not asked for their layouts "
+              "(monet_tf/jax_compat.py says why)", flush=True)
     _maybe_initialize_multi_host()
     try:
         devices = jax.devices(strategy)

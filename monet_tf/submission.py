@@ -44,28 +44,44 @@ def resolve_path(setting: str) -> str | None:
     return setting or None
 
 
+def _prepare(inputs, noise: bool):
+    x = keras.ops.cast(inputs, "float32")
+    return x if noise else x / 127.5 - 1.0
+
+
+def jax_translate_step(generator: keras.Model):
+    """The submission's JAX program: (trainable, non_trainable, inputs) -> uint8, jitted. Inputs
+    are uint8 images, or float32 noise for a noise generator. `monet_tf.tpu_compile` compiles
+    this same function for a TPU."""
+    import jax
+
+    noise = is_noise_generator(generator)
+
+    def infer(trainable, non_trainable, inputs):
+        y, _ = generator.stateless_call(trainable, non_trainable, _prepare(inputs, noise),
+                                        training=False)
+        y = keras.ops.clip(keras.ops.round((keras.ops.cast(y, "float32") + 1.0) * 127.5), 0, 255)
+        return keras.ops.cast(y, "uint8")
+
+    return jax.jit(infer)
+
+
+def serving_generator(generator: keras.Model) -> keras.Model:
+    """What the submission runs: the generator itself at 256 px (or from noise), else a float32
+    copy with free spatial dimensions (trained at another size)."""
+    if is_noise_generator(generator) or tuple(generator.input_shape[1:3]) == (SIZE, SIZE):
+        return generator
+    return inference_copy(generator)
+
+
 def translator(generator: keras.Model, runtime, global_batch: int):
     """uint8 [global_batch, S, S, 3] -> uint8 numpy, compiled once for that shape; for a noise
     generator, float32 noise [global_batch, latent_dim] -> uint8 numpy."""
     noise = is_noise_generator(generator)
-
-    def prepare(inputs):
-        x = keras.ops.cast(inputs, "float32")
-        return x if noise else x / 127.5 - 1.0
-
     if keras.backend.backend() == "jax":
-        import jax
-
         from monet_tf.inception import shard_batch
 
-        def infer(trainable, non_trainable, images):
-            x = prepare(images)
-            y, _ = generator.stateless_call(trainable, non_trainable, x, training=False)
-            y = keras.ops.clip(keras.ops.round((keras.ops.cast(y, "float32") + 1.0) * 127.5),
-                               0, 255)
-            return keras.ops.cast(y, "uint8")
-
-        step = jax.jit(infer)
+        step = jax_translate_step(generator)
 
         def run(images):
             with runtime.scope():
@@ -82,7 +98,7 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     def replica_fn(images):
         # Every replica gets the whole host batch and translates its own slice of it.
         start = tf.distribute.get_replica_context().replica_id_in_sync_group * per_replica
-        x = prepare(images[start:start + per_replica])
+        x = _prepare(images[start:start + per_replica], noise)
         return to_uint8(generator(x, training=False))
 
     @tf.function
@@ -104,8 +120,7 @@ def write(generator: keras.Model, runtime, photos: str, path: str, batch_size: i
     """Translates every image of `photos` (a folder, TFRecord folder or glob) into `path`."""
     started = time.monotonic()
     global_batch = batch_size * runtime.replicas
-    if tuple(generator.input_shape[1:3]) != (SIZE, SIZE):  # Trained below 256 px: a free copy.
-        generator = inference_copy(generator)
+    generator = serving_generator(generator)
     plan = predict.check_outputs(photos, path, batch_size=global_batch,
                                  allow_any_count=allow_any_count, image_size=SIZE,
                                  verbose=verbose)

@@ -1,11 +1,13 @@
 """monet_tf.kaggle bundle: the offline bundle, and that it installs and runs with nothing else."""
 
+import glob
+import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 
 import pytest
@@ -14,10 +16,8 @@ from monet_tf import kaggle
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-# What the fake Kaggle image leaves out of this venv: what the bundle must bring (and wandb,
-# which the TPU image lacks too).
+# What Kaggle's TPU image lacks: what the bundle must bring (and wandb, an optional extra).
 NOT_IN_KAGGLE = ("ml_collections", "monet_tf", "wandb")
-_LEFT_OUT = re.compile(r"^(__editable__[._]*)?(" + "|".join(NOT_IN_KAGGLE) + r")([-_.]|$)")
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -133,78 +133,111 @@ def test_bad_arguments_exit_2_naming_the_flag(args, flag, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def _kaggle_like_venv(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, dict]:
-    """A fresh venv that sees this venv's packages through symlinks, less NOT_IN_KAGGLE.
+def _python_312() -> str | None:
+    """An interpreter of Kaggle's Python (the TPU image's), or None."""
+    candidates = [shutil.which(f"python{kaggle.KAGGLE_PYTHON}"), *sorted(glob.glob(
+        os.path.expanduser(f"~/.pyenv/versions/{kaggle.KAGGLE_PYTHON}*/bin/python3")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0 and probe.stdout.strip() == kaggle.KAGGLE_PYTHON:
+            return candidate
+    return None
 
-    No .pth files are linked (the editable monet_tf is one), nor what the new venv already has
-    (its own pip and setuptools). Returns its python, site-packages and a clean environment.
-    """
-    venv = tmp_path / "kaggle_venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+
+def _run(python, *args, env, cwd, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def kaggle_tpu_venv(tmp_path_factory) -> tuple[pathlib.Path, dict]:
+    """A fresh venv of Kaggle's TPU image: its Python and monet_tf/kaggle_tpu_stack.txt's pins
+    (tensorflow-cpu 2.20.0, jax 0.7.2, libtpu 0.0.17, keras), installed from the registry.
+    Returns its python and a clean environment (no pip.conf: the bundle installs offline)."""
+    base = _python_312()
+    if base is None:
+        pytest.skip(f"Python {kaggle.KAGGLE_PYTHON} (Kaggle's TPU image's) not found: install it "
+                    f"(e.g. pyenv install {kaggle.KAGGLE_PYTHON}) to run this test")
+    venv = tmp_path_factory.mktemp("kaggle_tpu") / "venv"
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    env["PIP_CONFIG_FILE"] = os.devnull  # No index, find-links or constraints from pip.conf.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "JAX_", "XLA_", "KERAS_", "TF_CPP"))}
     env.pop("VIRTUAL_ENV", None)
-    site = pathlib.Path(subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip())
-    ours = pathlib.Path(sysconfig.get_paths()["purelib"])
-    assert site != ours and site.is_dir()
-    for entry in ours.iterdir():
-        name = entry.name.lower()
-        if (_LEFT_OUT.match(name) or name.endswith(".pth") or name == "__pycache__"
-                or (site / entry.name).exists()):
-            continue
-        (site / entry.name).symlink_to(entry)
-    # pip must not believe any of these installed: it would uninstall them through the links.
-    probe = ("import importlib.metadata as m, importlib.util as u, sys\n"
-             f"names = {NOT_IN_KAGGLE!r}\n"
-             "found = [n for n in names if u.find_spec(n)]\n"
-             "for n in names:\n"
-             "    try: m.distribution(n); found.append(n + ' (metadata)')\n"
-             "    except m.PackageNotFoundError: pass\n"
-             "print(found)\n")
-    seen = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
-    assert seen.returncode == 0 and seen.stdout.strip() == "[]", seen.stdout + seen.stderr
-    return python, site, env
+    install = _run(python, "-m", "pip", "install", "-q", "-r", kaggle.KAGGLE_TPU_STACK, env=env,
+                   cwd=venv, timeout=1800)
+    assert install.returncode == 0, (install.stdout + install.stderr)[-4000:]
+    env["PIP_CONFIG_FILE"] = os.devnull  # From here on no index, find-links or constraints.
+    return python, env
 
 
 @pytest.mark.slow
-def test_bundle_installs_offline_into_a_kaggle_like_venv_and_dry_runs(bundle_dir, tmp_path):
-    python, site, env = _kaggle_like_venv(tmp_path)
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-index", "--find-links",
-         str(bundle_dir / "wheels"), "--no-deps", "monet_tf", "ml_collections"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+def test_bundle_installs_offline_on_kaggles_tpu_stack_dry_runs_and_compiles(
+        bundle_dir, kaggle_tpu_venv, tmp_path):
+    python, env = kaggle_tpu_venv
+    versions = _run(python, "-c", "import sys, importlib.metadata as m; print('%d.%d' % "
+                    "sys.version_info[:2]); [print(n, m.version(n)) for n in ('tensorflow-cpu', "
+                    "'jax', 'jaxlib', 'libtpu', 'keras')]", env=env, cwd=tmp_path)
+    _, pins = kaggle.kaggle_tpu_stack()
+    pinned = dict(p.split("==") for p in pins if "==" in p)
+    assert versions.stdout.split("\n")[0] == kaggle.KAGGLE_PYTHON, versions.stdout
+    for line in versions.stdout.strip().split("\n")[1:]:
+        name, version = line.split()
+        assert pinned[name] == version, versions.stdout
+    # What the image lacks is not there before the bundle brings it.
+    absent = _run(python, "-c", "import importlib.util as u; print([n for n in "
+                  f"{NOT_IN_KAGGLE!r} if u.find_spec(n)])", env=env, cwd=tmp_path)
+    assert absent.stdout.strip() == "[]", absent.stdout + absent.stderr
+
+    install = _run(python, "-m", "pip", "install", "--no-index", "--find-links",
+                   str(bundle_dir / "wheels"), "--no-deps", "monet_tf", "ml_collections",
+                   env=env, cwd=tmp_path)
     assert install.returncode == 0, install.stdout + install.stderr
-    where = subprocess.run(
-        [str(python), "-c", "import monet_tf, ml_collections, monet_tf.kaggle; "
-         "print(monet_tf.__file__); print(ml_collections.__file__)"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    where = _run(python, "-c", "import monet_tf, ml_collections, monet_tf.kaggle; "
+                 "print(monet_tf.__file__); print(ml_collections.__file__)", env=env, cwd=tmp_path)
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():
-        assert pathlib.Path(path).parent.parent == site, where.stdout
-        assert not path.startswith(str(REPO)), where.stdout
-
-    installed = subprocess.run([str(python), "-m", "monet_tf.kaggle", "bundle", "--output=x"],
-                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert "site-packages" in path and not path.startswith(str(REPO)), where.stdout
+    installed = _run(python, "-m", "monet_tf.kaggle", "bundle", "--output=x", env=env,
+                     cwd=tmp_path)
     assert installed.returncode == 2 and "run_train.py not found" in installed.stderr
 
-    workdir = tmp_path / "dry"
-    dry = subprocess.run(
-        [str(python), str(bundle_dir / "run_train.py"),
-         f"--config={bundle_dir / 'configs' / 'kaggle_tpu.py'}", "--dry_run",
-         f"--workdir={workdir}"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
+    # The TPU notebook's path on this CPU: JAX over 2 host devices, a reduced copy of the
+    # config's models, the full run's plan from XLA:TPU's FLOPs.
+    workdir = tmp_path / "dry_jax"
+    dry = _run(python, str(bundle_dir / "run_train.py"),
+               f"--config={bundle_dir / 'configs' / 'kaggle_tpu.py'}", "--dry_run",
+               "--backend=jax", "--strategy=cpu", "--cpu_replicas=2", f"--workdir={workdir}",
+               env=env, cwd=tmp_path, timeout=1800)
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
     with zipfile.ZipFile(workdir / "images.zip") as zf:
         names = zf.namelist()
         assert len(names) == 32 and all(n.lower().endswith(".jpg") for n in names)
         assert zf.read(names[0])[:3] == b"\xff\xd8\xff"
-    # The full run's plan at the config's assumed throughput, and its memory.
+    assert "dry run on JAX's CPU devices: a reduced copy (64 px, ngf 16, ndf 16" in dry.stdout
     assert "dry run: 3 steps on the sample" in dry.stdout, dry.stdout[-3000:]
     assert ("full run: 15,000 steps (68.5 epochs of 219 steps) at a global batch of 32 "
             "(4 x 8 devices) = 480,000 pairs") in dry.stdout, dry.stdout[-3000:]
-    assert "training at an assumed 100 pairs/s: 1h20m (time_budget 4h15m)" in dry.stdout
-    assert re.search(r"^memory: 28\.3M parameters; .* GiB per device", dry.stdout, re.M)
+    assert ("training at 242 pairs/s: 30% of the v5e-8's 1,576 bf16 TFLOP/s over XLA:TPU's "
+            "1.95 TFLOP per pair (bench/tpu_sizing.py): 33m04s (time_budget 4h15m)") in dry.stdout
+
+    # The same on TensorFlow 2.20 (the Kaggle GPU path's engine), at a size a CPU does quickly.
+    workdir = tmp_path / "dry_tf"
+    dry = _run(python, str(bundle_dir / "run_train.py"),
+               f"--config={bundle_dir / 'configs' / 'kaggle_tpu.py'}", "--dry_run",
+               "--config.data.image_size=64", "--config.model.ngf=16", "--config.model.ndf=16",
+               f"--workdir={workdir}", env=env, cwd=tmp_path, timeout=1800)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
+    assert "backend: tensorflow" in dry.stdout and "dry run: 3 steps on the sample" in dry.stdout
+    assert re.search(r"^memory: 1\.\dM parameters; .* GiB per device", dry.stdout, re.M), dry.stdout
+
+    # Kaggle's own compiler: XLA:TPU of libtpu 0.0.17 under jax 0.7.2, for a v5e-8.
+    compiled = _run(python, "-m", "monet_tf.tpu_compile",
+                    f"--config={REPO / 'tests' / 'tpu_tiny_config.py'}", "--topology=v5e-8",
+                    "--effort=fast", "--programs=train_step,translate", "--json", env=env,
+                    cwd=tmp_path, timeout=1800)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+    reports = [json.loads(line) for line in compiled.stdout.splitlines() if line.startswith("{")]
+    assert [r["program"] for r in reports] == ["train_step", "translate"]
+    assert all(r["fits"] and r["flops"] > 0 for r in reports), reports

@@ -11,6 +11,7 @@ from monet_tf.data.pipeline import (
     eval_images,
     heldout_photos,
     steps_per_epoch,
+    train_batch_shapes,
     train_dataset,
     train_photo_count,
 )
@@ -28,5 +29,5 @@ __all__ = [
     "DataError", "DataReport", "DataSources", "DomainReport", "Source", "augment", "check_records",
     "decode_rgb", "eval_images", "find_sources", "heldout_photos", "read_image_files",
     "resize_square", "source_from_spec", "steps_per_epoch", "to_float", "to_uint8",
-    "train_dataset", "train_photo_count", "validate",
+    "train_batch_shapes", "train_dataset", "train_photo_count", "validate",
 ]

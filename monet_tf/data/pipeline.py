@@ -135,6 +135,15 @@ def _shuffled_forever(ds: tf.data.Dataset, count: int, cfg, seed: int) -> tf.dat
                       reshuffle_each_iteration=True).repeat()
 
 
+PHOTO_PLACEHOLDER = (1, 1, 3)  # The photo of a pair for a family that trains on paintings alone.
+
+
+def train_batch_shapes(image_size: int, global_batch: int, photos: bool = True):
+    """The static (photo, monet) shapes of train_dataset's batches, both float32."""
+    monet = (global_batch, image_size, image_size, 3)
+    return (monet if photos else (global_batch, *PHOTO_PLACEHOLDER)), monet
+
+
 def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.ConfigDict,
                   global_batch: int, seed: int, photos: bool = True) -> tf.data.Dataset:
     """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3].
@@ -153,7 +162,7 @@ def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.
                               train_photo_count(report), cfg, seed),
             monets)
     else:
-        pairs = monets.map(lambda monet: (tf.zeros([1, 1, 3], tf.uint8), monet))
+        pairs = monets.map(lambda monet: (tf.zeros(PHOTO_PLACEHOLDER, tf.uint8), monet))
 
     def augment_pair(index, pair):
         photo, monet = pair
