@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from monet_tf.models.layers import Initializers, float32_output, instance_norm
+from monet_tf.models.layers import Initializers, full_precision_output, instance_norm
 
 CRITICS = ("patchgan",)
 
@@ -58,5 +58,5 @@ def build_critic(
             x = instance_norm(norm_epsilon)(x)
         x = layers.LeakyReLU(0.2)(x)
     x = conv(x, 1, 1, bias=True)
-    outputs = float32_output("linear", "patch_logits")(x)
+    outputs = full_precision_output("linear", "patch_logits")(x)
     return keras.Model(inputs, outputs, name=model_name)

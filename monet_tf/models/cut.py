@@ -181,8 +181,7 @@ class CUT(GANModel):
 
         Returns the METRICS plus `critic_total_loss`.
         """
-        photo = ops.cast(photo, "float32")
-        monet = ops.cast(monet, "float32")
+        photo, monet = losses.full(photo), losses.full(monet)
         batch = static_batch(photo)
         mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
         sources = ops.concatenate([photo, monet]) if self.nce_identity else photo
@@ -211,7 +210,7 @@ class CUT(GANModel):
             "monet_gen_loss": mean(losses.generator_loss(self.gan_loss, fake_logits)),
             "nce_loss": mean(nce[:batch]),
             "identity_nce_loss": (mean(nce[batch:]) if self.nce_identity
-                                  else ops.zeros((), "float32")),
+                                  else ops.zeros((), losses.full_precision())),
         }
         nce_total = (0.5 * (terms["nce_loss"] + terms["identity_nce_loss"]) if self.nce_identity
                      else terms["nce_loss"])

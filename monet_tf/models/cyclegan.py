@@ -1,7 +1,8 @@
 """CycleGAN as one keras.Model: two generators, two critics, and the loss maths of the step.
 
 The step follows pytorch-CycleGAN (Zhu et al., 2017) and is written for TPU: static shapes, state in
-variables (image pools, RNG), losses in float32 averaged over the global batch, XLA-compilable.
+variables (image pools, RNG), losses in full precision (float32 under mixed precision) averaged
+over the global batch, XLA-compilable.
 `compute_losses` is the whole algorithm in keras.ops, shared by both backends; only the gradient
 plumbing differs, in `step_tensorflow` (GradientTape, tf.distribute) and `step_jax` (one
 stateless, jitted step). This module imports without TensorFlow.
@@ -114,8 +115,7 @@ class CycleGAN(GANModel):
         Returns the METRICS plus `critic_total_loss`. Updates the image pools and draws from
         self.rng (pool swaps, DiffAugment): on JAX that happens inside a StatelessScope.
         """
-        photo = ops.cast(photo, "float32")
-        monet = ops.cast(monet, "float32")
+        photo, monet = losses.full(photo), losses.full(monet)
         batch = static_batch(photo)
         mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
         use_identity = self.identity_weight > 0.0
@@ -156,7 +156,7 @@ class CycleGAN(GANModel):
             same_photo = out_photo[2 * batch :]
             terms["identity_loss"] = mean(losses.l1(monet, same_monet) + losses.l1(photo, same_photo))
         else:
-            terms["identity_loss"] = ops.zeros((), "float32")
+            terms["identity_loss"] = ops.zeros((), losses.full_precision())
         terms["gen_total_loss"] = (
             terms["monet_gen_loss"]
             + terms["photo_gen_loss"]

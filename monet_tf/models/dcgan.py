@@ -21,7 +21,7 @@ from monet_tf.models.gan import (
     CRITIC_LOSS, GENERATOR_LOSS, GANModel, adam_optimizers, check_batch, patch_critic,
     resolve_jit, static_batch, step_rng,
 )
-from monet_tf.models.layers import Initializers, float32_output
+from monet_tf.models.layers import Initializers, full_precision_output
 
 METRICS = ("monet_gen_loss", "gen_total_loss", "monet_critic_loss")
 START = 4  # The side of the projected noise.
@@ -47,14 +47,15 @@ def check_image_size(size) -> int:
 @keras.saving.register_keras_serializable(package="monet_tf")
 class PixelNorm(keras.layers.Layer):
     """Scales each pixel's feature vector to unit root mean square (Karras et al., 2018):
-    stateless, per image and per pixel, computed in float32 under mixed precision."""
+    stateless, per image and per pixel, computed in full precision (float32 under mixed
+    precision)."""
 
     def __init__(self, epsilon: float = 1e-8, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
     def call(self, x):
-        y = ops.cast(x, "float32")
+        y = losses.full(x)
         y = y * ops.rsqrt(ops.mean(ops.square(y), axis=-1, keepdims=True) + self.epsilon)
         return ops.cast(y, x.dtype)
 
@@ -105,7 +106,7 @@ def build_noise_generator(cfg, name: str = "noise_to_monet", seed: int | None = 
         x = norm_relu(x, f"up_{n}")
     x = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=init(),
                                name="to_rgb")(x)
-    return keras.Model(noise, float32_output("tanh", "painting")(x), name=name)
+    return keras.Model(noise, full_precision_output("tanh", "painting")(x), name=name)
 
 
 class DCGAN(GANModel):
@@ -161,7 +162,7 @@ class DCGAN(GANModel):
         Returns the METRICS plus `critic_total_loss`, each its share of the global-batch mean.
         """
         del photo
-        monet = ops.cast(monet, "float32")
+        monet = losses.full(monet)
         batch = static_batch(monet)
         mean = lambda per_example: losses.global_mean(per_example, global_batch)  # noqa: E731
         noise = keras.random.normal((batch, self.latent_dim), seed=self.rng)

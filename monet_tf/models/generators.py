@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from monet_tf.models.layers import Initializers, ReflectionPadding2D, float32_output, instance_norm
+from monet_tf.models.layers import Initializers, ReflectionPadding2D, full_precision_output, instance_norm
 
 GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
 # Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
@@ -110,7 +110,7 @@ def resnet_generator(
         x = layers.ReLU()(x)
     x = ReflectionPadding2D(3)(x)
     x = layers.Conv2D(3, 7, kernel_initializer=init())(x)
-    outputs = float32_output("tanh", "translated")(x)
+    outputs = full_precision_output("tanh", "translated")(x)
     return keras.Model(inputs, outputs, name=model_name)
 
 
@@ -155,5 +155,5 @@ def unet_generator(
         x = layers.Concatenate()([skips[i - 1], x])
     x = layers.ReLU()(x)
     x = layers.Conv2DTranspose(3, 4, 2, padding="same", kernel_initializer=init())(x)
-    outputs = float32_output("tanh", "translated")(x)
+    outputs = full_precision_output("tanh", "translated")(x)
     return keras.Model(inputs, outputs, name=model_name)

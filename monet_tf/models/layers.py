@@ -79,6 +79,8 @@ def instance_norm(epsilon: float = 1e-5, name: str | None = None) -> keras.layer
     )
 
 
-def float32_output(activation: str, name: str) -> keras.layers.Layer:
-    """Final activation computed in float32, so outputs and losses stay float32 under mixed precision."""
-    return keras.layers.Activation(activation, dtype="float32", name=name)
+def full_precision_output(activation: str, name: str) -> keras.layers.Layer:
+    """Final activation in the variables' dtype, so outputs and losses stay float32 under mixed
+    precision (and float64 in a float64 model)."""
+    return keras.layers.Activation(activation, dtype=keras.config.dtype_policy().variable_dtype,
+                                   name=name)

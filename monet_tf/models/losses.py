@@ -1,18 +1,30 @@
-"""GAN, cycle and identity losses (keras.ops only), always computed in float32.
+"""GAN, cycle and identity losses (keras.ops only), computed in full precision.
 
+Full precision is the variables' dtype: float32 under float32 and under mixed precision (bfloat16
+or float16 compute), float64 for a model built under a float64 policy (the reference tests).
 Every function returns one value per example ([B]); `global_mean` turns a replica's per-example
 values into its share of the global-batch mean, so summing gradients over replicas is exact.
 """
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 
 
+def full_precision() -> str:
+    """The dtype losses and network outputs are computed in: the policy's variable dtype."""
+    return keras.config.dtype_policy().variable_dtype
+
+
+def full(x):
+    return ops.cast(x, full_precision())
+
+
 def _per_example_mean(x):
-    x = ops.cast(x, "float32")
+    x = full(x)
     return ops.mean(ops.reshape(x, (ops.shape(x)[0], -1)), axis=1)
 
 
@@ -24,7 +36,7 @@ def check_gan_loss(name: str) -> str:
 
 def generator_loss(name: str, fake_logits):
     """What the generator minimises so that the critic calls its images real."""
-    fake = ops.cast(fake_logits, "float32")
+    fake = full(fake_logits)
     if check_gan_loss(name) == "lsgan":
         return _per_example_mean(ops.square(fake - 1.0))
     if name == "bce":  # non-saturating: -log sigmoid(D(fake))
@@ -34,8 +46,8 @@ def generator_loss(name: str, fake_logits):
 
 def critic_loss(name: str, real_logits, fake_logits):
     """Critic loss, halved as in the reference (mean of the real and the fake term)."""
-    real = ops.cast(real_logits, "float32")
-    fake = ops.cast(fake_logits, "float32")
+    real = full(real_logits)
+    fake = full(fake_logits)
     if check_gan_loss(name) == "lsgan":
         terms = _per_example_mean(ops.square(real - 1.0)) + _per_example_mean(ops.square(fake))
     elif name == "bce":  # -log sigmoid(D(real)) - log(1 - sigmoid(D(fake)))
@@ -47,9 +59,9 @@ def critic_loss(name: str, real_logits, fake_logits):
 
 def l1(a, b):
     """Mean absolute difference per example: the cycle and identity losses before weighting."""
-    return _per_example_mean(ops.abs(ops.cast(a, "float32") - ops.cast(b, "float32")))
+    return _per_example_mean(ops.abs(full(a) - full(b)))
 
 
 def global_mean(per_example, global_batch_size: int):
     """This replica's share of the mean over the global batch (sum here / global batch)."""
-    return ops.sum(ops.cast(per_example, "float32")) / float(global_batch_size)
+    return ops.sum(full(per_example)) / float(global_batch_size)

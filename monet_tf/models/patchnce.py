@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from monet_tf.models.layers import Initializers
+from monet_tf.models.losses import full
 
 # The reference overwrites self-similarities with -10 before dividing by the temperature, so
 # they stay in the softmax with weight exp(-10 / tau), i.e. practically zero.
@@ -32,13 +33,13 @@ def patch_nce_loss(query, positive, temperature=0.07):
 
     For patch i of image b the logits are q_i.k_i and q_i.k_j (j != i, same image) over the
     temperature; the loss is their cross-entropy with the positive as the class. Computed in
-    float32. The positive is held constant (no gradient), as the reference detaches feat_k.
+    full precision (float32 under mixed precision). The positive is held constant (no gradient), as the reference detaches feat_k.
     The caller averages over patches and the global batch.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    query = ops.cast(query, "float32")
-    positive = ops.stop_gradient(ops.cast(positive, "float32"))
+    query = full(query)
+    positive = ops.stop_gradient(full(positive))
     num_patches = query.shape[1]
     positive_logit = ops.sum(query * positive, axis=-1, keepdims=True)  # [B, N, 1]
     similarities = ops.einsum("bnc,bmc->bnm", query, positive)  # [B, N, N]
@@ -74,7 +75,7 @@ def gather_patches(features, indices):
 
 class ProjectionHead(keras.layers.Layer):
     """The reference's PatchSampleF MLP for one encoder layer: Dense -> ReLU -> Dense, then L2
-    normalisation over channels (in float32).
+    normalisation over channels (in full precision).
 
     Weights are created on the first call from the input's channel count, as the reference
     builds its MLPs on the first batch; kernels are N(0, 0.02) (init_type normal, init_gain
@@ -102,7 +103,7 @@ class ProjectionHead(keras.layers.Layer):
 
     def call(self, patches):
         x = self.projection(self.hidden(patches))
-        return l2_normalize(ops.cast(x, "float32"))
+        return l2_normalize(full(x))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
