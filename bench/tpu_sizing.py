@@ -5,9 +5,9 @@ how large a per-chip batch still fits with 10% headroom, and XLA's FLOPs per pai
     python bench/tpu_sizing.py --configs=kaggle_fastcut --topology=v6e-8 --headroom=0.2
 
 Every figure comes from `python -m monet_tf.tpu_compile --json`, one subprocess per compile at
-the default effort (the program a run compiles): first the config's programs at its own batch
-(train_step, translate and, where it scores, inception), then train_step alone at other per-chip
-batches. The largest batch is found by bisection between a batch that fits (peak <= (1 - headroom)
+the default effort (the program a run compiles): first every config's programs at its own batch
+(train_step, translate and, where it scores, inception), then, config by config, train_step alone
+at other per-chip batches. The largest batch is found by bisection between a batch that fits (peak <= (1 - headroom)
 x HBM) and one that does not; the first probe is a linear guess from the config's own compile
 (its temporaries per pair), which the bisection then checks, since XLA's memory is not linear in
 the batch (it rematerialises when memory is short). A compile that XLA refuses for memory counts
@@ -30,9 +30,37 @@ CONFIGS = ("kaggle_tpu", "kaggle_cut", "kaggle_fastcut", "kaggle_dcgan", "unet",
 _OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED", "Ran out of memory", "does not fit")
 
 
+_CACHE: dict[str, list] = {}
+_CACHE_PATH: pathlib.Path | None = None
+
+
 def compile_reports(config: str, topology: str, batch: int | None, programs: str,
                     timeout: float) -> tuple[list[dict], str | None]:
-    """(reports, error): the CLI's JSON lines, and its error line when it failed."""
+    """(reports, error): the CLI's JSON lines, and its error line when it failed.
+
+    With --cache, a compile already done (same config file, topology, batch and programs) is read
+    back instead of recompiled, so an interrupted sizing goes on where it stopped.
+    """
+    source = (REPO / "configs" / f"{config}.py").read_text()
+    key = f"{config}|{hash_text(source)}|{topology}|{batch}|{programs}"
+    if key in _CACHE:
+        reports, error = _CACHE[key]
+        return reports, error
+    reports, error = _compile(config, topology, batch, programs, timeout)
+    if _CACHE_PATH is not None:
+        _CACHE[key] = [reports, error]
+        _CACHE_PATH.write_text(json.dumps(_CACHE, indent=1))
+    return reports, error
+
+
+def hash_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _compile(config: str, topology: str, batch: int | None, programs: str,
+             timeout: float) -> tuple[list[dict], str | None]:
     cmd = [sys.executable, "-m", "monet_tf.tpu_compile", f"--config={REPO / 'configs'}/{config}.py",
            f"--topology={topology}", f"--programs={programs}", "--json"]
     if batch is not None:
@@ -81,25 +109,31 @@ class Sizer:
         return lo
 
 
-def size_config(config: str, args) -> dict:
+def own_compile(config: str, args) -> dict:
+    """The config's programs at its own batch: the table's row without the largest batch."""
     started = time.monotonic()
     reports, error = compile_reports(config, args.topology, None, "train_step,translate,inception",
                                      args.timeout)
-    row = {"config": config, "topology": args.topology, "reports": reports, "error": error}
-    step = next((r for r in reports if r["program"] == "train_step"), None)
+    return {"config": config, "topology": args.topology, "reports": reports, "error": error,
+            "seconds": time.monotonic() - started}
+
+
+def find_largest_batch(row: dict, args) -> None:
+    """Adds the largest per-chip batch that fits (None when the config's own does not)."""
+    step = next((r for r in row["reports"] if r["program"] == "train_step"), None)
     if step is None:
-        return row
+        return
+    started = time.monotonic()
     batch = step["items_per_chip"]
     budget = (1 - args.headroom) * step["hbm_bytes"]
     fixed = step["peak_bytes"] - step["temp_bytes"]
     guess = int((budget - fixed) // max(1.0, step["temp_bytes"] / batch))
-    sizer = Sizer(config, args)
+    sizer = Sizer(row["config"], args)
     fits_now = step["peak_bytes"] <= budget
     row["largest_batch"] = sizer.largest(batch, guess) if fits_now else None
     row["max_batch"] = args.max_batch
     row["tried"] = sizer.tried
-    row["seconds"] = time.monotonic() - started
-    return row
+    row["seconds"] += time.monotonic() - started
 
 
 def _largest(row: dict) -> str:
@@ -140,20 +174,37 @@ def main(argv=None) -> None:
     parser.add_argument("--max_batch", type=int, default=128, help="per chip")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per compile")
     parser.add_argument("--json_out", default="")
+    parser.add_argument("--cache", default="", help="JSON file of compiles done, read and extended")
     args = parser.parse_args(argv)
+    if args.cache:
+        global _CACHE_PATH
+        _CACHE_PATH = pathlib.Path(args.cache)
+        if _CACHE_PATH.exists():
+            _CACHE.update(json.loads(_CACHE_PATH.read_text()))
     print(f"XLA:TPU sizing on {args.topology}, headroom {args.headroom:.0%}; compiled on "
           f"{cpu_name()} ({os.cpu_count()} CPUs)", flush=True)
-    rows = []
     print("| config | compiles and fits | batch/chip | train_step peak, GiB/chip | translate "
           "peak | inception peak | largest batch/chip "
           f"({args.headroom:.0%} headroom) | TFLOP per pair | train_step compile, min |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    # Every config's own programs first (the table's other columns), then the bisections.
+    rows = []
     for config in args.configs.split(","):
-        row = size_config(config, args)
-        rows.append(row)
+        rows.append(own_compile(config, args))
+        print(table_row(rows[-1]), "(largest batch still to find)", flush=True)
+        _save(rows, args)
+    for row in rows:
+        find_largest_batch(row, args)
         print(table_row(row), flush=True)
-        if args.json_out:
-            pathlib.Path(args.json_out).write_text(json.dumps(rows, indent=1))
+        _save(rows, args)
+    print("\nthe table:")
+    for row in rows:
+        print(table_row(row))
+
+
+def _save(rows, args) -> None:
+    if args.json_out:
+        pathlib.Path(args.json_out).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

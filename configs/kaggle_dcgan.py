@@ -8,10 +8,11 @@ call, so that MiFID (every 5 epochs, 1,280 steps), samples and checkpoints come 
 intervals rather than every 9 steps. The submission generates 7,000 paintings from noise into
 /kaggle/working/images.zip.
 
-The arithmetic (assumed, not measured): a painting costs about 35 GFLOP a step (noise_to_monet,
-about 1 GFLOP forward, and the 5-layer critic, about 4 GFLOP forward, on a real and a fake, with
-their backward passes), some 50 times less than a CycleGAN pair; the 320,000 paintings of the
-run are minutes of TPU time, so compiles, the scores and the host's input pipeline dominate.
+The arithmetic: XLA:TPU counts 35.7 GFLOP per painting a step on a v5e-8 (bench/tpu_sizing.py;
+noise_to_monet, about 1 GFLOP forward, and the 5-layer critic, about 4 GFLOP forward, on a real
+and a fake, with their backward passes), 55 times less than a CycleGAN pair; the 320,000
+paintings of the run are minutes of TPU time, so compiles, the scores and the host's input
+pipeline dominate, and the plan's rate (30% of the peak) is an upper bound.
 """
 
 import pathlib
@@ -32,5 +33,5 @@ def get_config():
     c.train.decay_fraction = 0.0
     c.eval.every = 5
     c.submission.count = 7000
-    c.estimate.pairs_per_second = 1000.0
+    c.estimate.flops_per_pair = 3.57e10  # per painting: XLA:TPU's count on a v5e-8
     return c

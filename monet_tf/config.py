@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     # dcgan (noise -> painting, trained on the paintings alone; no photo_to_monet).
     c.model.kind = "cyclegan"
     # Translators (cyclegan, cut, fastcut; CUT needs a ResNet):
-    c.model.generator = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | unet_256 | unet_128
+    c.model.generator = "resnet_9blocks"  # resnet_<n>blocks (6, 9) | unet_256 | unet_128
     c.model.ngf = 64  # Generator width (filters of the first conv).
     c.model.upsample = "transpose"  # transpose | resize (nearest-neighbour resize + conv)
     c.model.dropout = 0.0  # U-Net decoder dropout rate (pix2pix uses 0.5).

@@ -1,15 +1,19 @@
-"""Runs a few training steps on fixed batches in its own process, on the backend it is told.
+"""Runs a few training steps on fixed batches, case after case, on the backend it is told.
 
-  python tests/step_runner.py BACKEND DEVICES WEIGHTS_DIR OUT.npz [--kind K] [--pool N]
-      [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
+  python tests/step_runner.py BACKEND HOST_DEVICES CASES.json
 
-Loads each network's `<WEIGHTS_DIR>/<name>.weights.h5` (writing them first when absent), trains S
-steps of global batch B on batches drawn from a fixed seed, and saves the per-step losses and the
-final weights of every network of the model kind (default cyclegan). DEVICES > 1 on JAX: that many host devices under
-keras.distribution.DataParallel. The equivalence tests compare the outputs of two runs.
+CASES.json is a list of {"name", "devices", "weights_dir", "out", "flags"}; flags are
+[--kind K] [--pool N] [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
+[--lr LR] [--adam_epsilon E] [--generator G]. For each case: loads each network's `<weights_dir>/<name>.weights.h5`
+(writing them first when absent), trains S steps of global batch B on batches drawn from a fixed
+seed, and saves the per-step losses and the final weights of every network of the model kind
+(default cyclegan). devices > 1 on JAX: that many of the HOST_DEVICES under
+keras.distribution.DataParallel. One process serves every case of a backend (Keras picks its
+backend once per process); the equivalence tests compare the outputs of two cases.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -21,12 +25,19 @@ SIZE = 32
 
 
 def main():
+    backend, host_devices, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    select_backend(backend, "cpu", host_devices)
+    with open(cases) as f:
+        cases = json.load(f)
+    for case in cases:
+        run_case(backend, case)
+        print("case", case["name"], "done", flush=True)
+
+
+def _case_flags(flags):
     p = argparse.ArgumentParser()
-    p.add_argument("backend")
-    p.add_argument("devices", type=int)
-    p.add_argument("weights_dir")
-    p.add_argument("out")
     p.add_argument("--kind", default="cyclegan")
+    p.add_argument("--generator", default="resnet_2blocks")
     p.add_argument("--nce_layers", default="")
     p.add_argument("--nce_patches", type=int, default=32)
     p.add_argument("--pool", type=int, default=0)
@@ -40,8 +51,13 @@ def main():
     # moving weights while real gradients still move every network by ~lr a step.
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--adam_epsilon", type=float, default=1e-3)
-    args = p.parse_args()
-    select_backend(args.backend, "cpu", args.devices)
+    return p.parse_args(flags)
+
+
+def run_case(backend, case):
+    args = _case_flags(case["flags"])
+    args.backend, args.devices = backend, case["devices"]
+    args.weights_dir, args.out = case["weights_dir"], case["out"]
 
     import keras
     import numpy as np
@@ -51,15 +67,15 @@ def main():
     from monet_tf.models.families import build_model
     from monet_tf.runtime import make_runtime
 
+    keras.distribution.set_distribution(None)  # The previous case's, if any.
     runtime = make_runtime("cpu", cpu_replicas=args.devices)
     assert runtime.replicas == args.devices, runtime
     cfg = base_config()
     cfg.model.kind = args.kind
-    if args.nce_layers:
-        cfg.loss.nce_layers = args.nce_layers
+    cfg.loss.nce_layers = args.nce_layers or "padded_input,down_1,down_2,block_1,block_2"
     cfg.loss.nce_patches = args.nce_patches
     cfg.data.image_size = SIZE
-    cfg.model.generator = "resnet_6blocks"
+    cfg.model.generator = args.generator
     cfg.model.ngf = 8
     cfg.model.ndf = 8
     cfg.loss.pool_size = args.pool
@@ -104,8 +120,8 @@ def main():
             out[f"{name}/{i}"] = np.asarray(v.numpy())
             out[f"initial/{name}/{i}"] = initial[name][i]
     out["iterations"] = np.array(int(model.optimizer.iterations.numpy()))
+    out["meta"] = np.array([keras.backend.backend(), str(runtime.replicas), str(len(steps))])
     np.savez(args.out, **out)
-    print("backend", keras.backend.backend(), "devices", runtime.replicas, "steps", len(steps))
 
 
 if __name__ == "__main__":

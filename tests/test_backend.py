@@ -108,7 +108,7 @@ from monet_tf.models import generators, critics, losses, diffaugment, image_pool
 from monet_tf.models import build_cyclegan
 from monet_tf.config import base_config
 cfg = base_config()
-cfg.data.image_size, cfg.model.generator, cfg.model.ngf, cfg.model.ndf = 32, "resnet_6blocks", 4, 4
+cfg.data.image_size, cfg.model.generator, cfg.model.ngf, cfg.model.ndf = 32, "resnet_2blocks", 4, 4
 cfg.loss.pool_size, cfg.loss.diffaugment = 1, "color,translation,cutout"
 cfg.train.epochs, cfg.train.decay_epochs = 1, 0
 model = build_cyclegan(cfg, steps_per_epoch=1, global_batch_size=1)

@@ -14,6 +14,9 @@ from monet_tf.config import base_config
 from monet_tf.models import METRICS, build_cyclegan
 from tests import tiny_config
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("callbacks_plots")
+
 
 def write_metrics_csv(path, epochs_logs: list[dict[str, float]]) -> list[dict[str, str]]:
     """Writes the epochs' logs with Keras' own CSVLogger (which adds empty val_* columns)."""

@@ -23,6 +23,9 @@ from monet_tf.models.dcgan import DCGAN, build_dcgan, build_noise_generator, fix
 from monet_tf.models.generators import build_generator
 from tests import tiny_config
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dcgan")
+
 REPO = str(pathlib.Path(__file__).resolve().parents[1])
 SIZE, LATENT = 32, 16
 
@@ -288,7 +291,7 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     export_noise_generator(build_noise_generator(tiny_dcgan_config(), seed=0),
                            str(root / "noise_to_monet"))
-    translator = build_generator("resnet_6blocks", ngf=8, seed=0)
+    translator = build_generator("resnet_2blocks", ngf=8, seed=0)
     translator(np.zeros((1, SIZE, SIZE, 3), np.float32))
     export_generator(translator, str(root / "photo_to_monet"))
     return root

@@ -10,7 +10,6 @@ computed for every family; every row a critic saw must carry the configured poli
 and the real images must be among them.
 """
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -13,6 +13,9 @@ import tensorflow as tf
 from monet_tf.export import INPUT_NAME, OUTPUT_KEY, export_generator
 from monet_tf.models.generators import build_generator, generator_multiple
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("export")
+
 SHAPES = [(1, 32, 32), (3, 48, 64), (2, 36, 44), (0, 32, 32)]  # [N, H, W], multiples of 4.
 
 
@@ -33,7 +36,7 @@ def run_serving(model_dir, images: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def resnet():
-    generator = build_generator("resnet_6blocks", ngf=8, seed=1)
+    generator = build_generator("resnet_2blocks", ngf=8, seed=1)
     generator(np.zeros((1, 32, 32, 3), np.float32))
     return generator
 
@@ -41,7 +44,7 @@ def resnet():
 @pytest.fixture(scope="module")
 def resnet_export(resnet, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "photo_to_monet"
-    export_generator(resnet, str(path), multiple=generator_multiple("resnet_6blocks"))
+    export_generator(resnet, str(path), multiple=generator_multiple("resnet_2blocks"))
     return path
 
 
@@ -104,7 +107,7 @@ def float32_and_mixed_generators(seed: int = 4) -> tuple[keras.Model, keras.Mode
     for policy in ("float32", "mixed_bfloat16"):
         keras.mixed_precision.set_global_policy(policy)
         try:
-            generator = build_generator("resnet_6blocks", ngf=8, seed=seed)
+            generator = build_generator("resnet_2blocks", ngf=8, seed=seed)
             generator(np.zeros((1, 32, 32, 3), np.float32))
         finally:
             keras.mixed_precision.set_global_policy("float32")
@@ -144,7 +147,7 @@ def test_bfloat16_export_matches_the_mixed_precision_keras_model(tmp_path):
 def test_re_export_replaces_a_saved_model_atomically(resnet, tmp_path):
     path = tmp_path / "model"
     export_generator(resnet, str(path))
-    other = build_generator("resnet_6blocks", ngf=8, seed=7)
+    other = build_generator("resnet_2blocks", ngf=8, seed=7)
     other(np.zeros((1, 32, 32, 3), np.float32))
     export_generator(other, str(path))
     images = random_images(1, 32, 32)

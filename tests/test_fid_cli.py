@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("fid_cli")
+
 
 @pytest.fixture(scope="module")
 def image_sets(tmp_path_factory, repo_root):

@@ -9,6 +9,9 @@ import tensorflow as tf
 
 from monet_tf import inception
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("inception")
+
 
 @pytest.fixture(scope="module")
 def random_features():

@@ -16,6 +16,9 @@ import pytest
 
 from monet_tf import inception, metrics
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("inception_jax")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 2  # per replica, as in the worker
 

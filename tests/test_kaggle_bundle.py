@@ -14,6 +14,9 @@ import pytest
 
 from monet_tf import kaggle
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("kaggle_bundle")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # What Kaggle's TPU image lacks: what the bundle must bring (and wandb, an optional extra).
@@ -165,8 +168,9 @@ def kaggle_tpu_venv(tmp_path_factory) -> tuple[pathlib.Path, dict]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTHON", "JAX_", "XLA_", "KERAS_", "TF_CPP"))}
     env.pop("VIRTUAL_ENV", None)
-    install = _run(python, "-m", "pip", "install", "-q", "-r", kaggle.KAGGLE_TPU_STACK, env=env,
-                   cwd=venv, timeout=1800)
+    # --no-compile: no .pyc for the thousands of modules never imported here (a minute of CPU).
+    install = _run(python, "-m", "pip", "install", "-q", "--no-compile", "-r",
+                   kaggle.KAGGLE_TPU_STACK, env=env, cwd=venv, timeout=1800)
     assert install.returncode == 0, (install.stdout + install.stderr)[-4000:]
     env["PIP_CONFIG_FILE"] = os.devnull  # From here on no index, find-links or constraints.
     return python, env

@@ -49,6 +49,16 @@ def test_multiples_and_bad_names():
         build_generator("resnet_6blocks", upsample="bilinear")
 
 
+@pytest.mark.parametrize("blocks", [1, 2, 6, 12])
+def test_resnet_depth_is_in_the_name(blocks):
+    model = build_generator(f"resnet_{blocks}blocks", ngf=4)
+    residual = [layer.name for layer in model.layers if layer.name.startswith("block_")]
+    assert residual == [f"block_{i}" for i in range(1, blocks + 1)]
+    for bad in ("resnet_0blocks", "resnet_blocks", "resnet_02blocks"):
+        with pytest.raises(ValueError, match=f"unknown generator '{bad}'.*resnet_<n>blocks"):
+            build_generator(bad)
+
+
 def test_reference_structure_and_init():
     model = build_generator("resnet_9blocks", ngf=8, seed=3)
     conv_types = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)

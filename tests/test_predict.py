@@ -17,10 +17,13 @@ from monet_tf.models.generators import build_generator
 from monet_tf.predict import KAGGLE_MAX_IMAGES, KAGGLE_MIN_IMAGES, PredictError, predict
 from tests.data_files import encode, gradient, write_images, write_shard
 
+# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("predict")
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    generator = build_generator("resnet_6blocks", ngf=8, seed=0)
+    generator = build_generator("resnet_2blocks", ngf=8, seed=0)
     generator(np.zeros((1, 32, 32, 3), np.float32))
     path = tmp_path_factory.mktemp("export") / "photo_to_monet"
     export_generator(generator, str(path))

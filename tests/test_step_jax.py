@@ -1,10 +1,12 @@
 """The JAX step is the TensorFlow step's algorithm: same losses and weights from the same start,
 and on JAX the result does not depend on how many devices the global batch is sharded over
-(CycleGAN and CUT).
+(CycleGAN, CUT and FastCUT).
 
-Each run is its own process (Keras picks its backend once per process): tests/step_runner.py.
+Every case runs in one of two processes (Keras picks its backend once per process), TensorFlow's
+then JAX's over two host devices: tests/step_runner.py. A case pair shares its starting weights.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -18,18 +20,51 @@ RUNNER = REPO / "tests" / "step_runner.py"
 NETWORKS = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic", "nce_heads")
 
 pytest.importorskip("jax", reason="the JAX tests need jax (pip install jax)")
+# One fixture runs every case: one xdist worker runs every test here (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("step_jax")
+
+# Every location of three 8x8 layers is a patch, so no random draw differs between the backends'
+# RNGs: the two CUT steps must compute the same thing. One step: over three, float noise grows to
+# 7% of what the weights moved (the losses still agree within 2e-5), measured.
+CUT = ["--kind=cut", "--nce_layers=down_2,block_1,block_2", "--nce_patches=64", "--steps=1"]
+POOL_DA = ["--pool=1", "--diffaugment=color,translation,cutout"]
+# At lr 1e-4 and on six residual blocks: at the runner's 1e-3, FastCUT's lambda_NCE 10 with
+# DiffAugment amplifies float noise into 8e-4 by the third step, and so does the runner's
+# two-block generator at 1e-4 (1.4e-3 in the total loss, after an exact first step); six blocks
+# at 1e-4: 4e-6 (measured; every network moving 1e-4 or more).
+FASTCUT = ["--kind=fastcut", "--lr=1e-4", "--diffaugment=color,translation,cutout",
+           "--generator=resnet_6blocks", "--nce_layers=padded_input,down_1,down_2,block_1,block_5"]
+CASES = {  # name: (backend, devices, weights shared with, flags)
+    "tf/cyclegan": ("tensorflow", 1, "cyclegan", []),
+    "tf/cut": ("tensorflow", 1, "cut", CUT),
+    "jax/cyclegan": ("jax", 1, "cyclegan", []),
+    "jax/cut": ("jax", 1, "cut", CUT),
+    "jax/pool_da/1": ("jax", 1, "pool_da", POOL_DA),
+    "jax/pool_da/2": ("jax", 2, "pool_da", POOL_DA),
+    "jax/fastcut/1": ("jax", 1, "fastcut", FASTCUT),
+    "jax/fastcut/2": ("jax", 2, "fastcut", FASTCUT),
+}
 
 
-def run_steps(backend, devices, weights_dir, out, *flags, steps=3):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """{case: its saved losses and weights}; TensorFlow's process first (it writes the weights
+    the JAX cases start from)."""
+    root = tmp_path_factory.mktemp("steps")
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        [sys.executable, str(RUNNER), backend, str(devices), str(weights_dir), str(out), *flags,
-         f"--steps={steps}"],
-        capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert f"backend {backend} devices {devices} steps {steps}" in result.stdout, result.stdout
-    return dict(np.load(out))
+    for backend in ("tensorflow", "jax"):
+        cases = [{"name": name, "devices": devices, "weights_dir": str(root / "weights" / shared),
+                  "out": str(root / f"{name.replace('/', '_')}.npz"), "flags": flags}
+                 for name, (b, devices, shared, flags) in CASES.items() if b == backend]
+        listing = root / f"{backend}.json"
+        listing.write_text(json.dumps(cases))
+        result = subprocess.run([sys.executable, str(RUNNER), backend, "2", str(listing)],
+                                capture_output=True, text=True, timeout=1500, env=env)
+        assert result.returncode == 0, result.stderr[-4000:]
+        for case in cases:
+            assert f"case {case['name']} done" in result.stdout, result.stdout
+    return {name: dict(np.load(root / f"{name.replace('/', '_')}.npz")) for name in CASES}
 
 
 def max_weight_difference(a, b, prefix=""):
@@ -38,9 +73,8 @@ def max_weight_difference(a, b, prefix=""):
     return max(float(np.max(np.abs(a[k] - b[prefix + k]))) for k in keys)
 
 
-def test_tensorflow_and_jax_steps_agree_from_the_same_weights(tmp_path):
-    tf_run = run_steps("tensorflow", 1, tmp_path / "weights", tmp_path / "tf.npz")
-    jax_run = run_steps("jax", 1, tmp_path / "weights", tmp_path / "jax.npz")
+def test_tensorflow_and_jax_steps_agree_from_the_same_weights(runs):
+    tf_run, jax_run = runs["tf/cyclegan"], runs["jax/cyclegan"]
     losses = [k for k in tf_run if k.startswith("loss/")]
     assert len(losses) == 7
     for key in losses:
@@ -51,14 +85,11 @@ def test_tensorflow_and_jax_steps_agree_from_the_same_weights(tmp_path):
     assert int(tf_run["iterations"]) == int(jax_run["iterations"]) == 3
 
 
-@pytest.mark.slow
-def test_two_jax_devices_equal_one_with_pools_and_diffaugment(tmp_path):
-    assert_two_devices_equal_one(tmp_path, "--pool=1", "--diffaugment=color,translation,cutout")
+def test_two_jax_devices_equal_one_with_pools_and_diffaugment(runs):
+    assert_two_devices_equal_one(runs["jax/pool_da/1"], runs["jax/pool_da/2"])
 
 
-def assert_two_devices_equal_one(tmp_path, *flags, tolerance=1e-5):
-    one = run_steps("jax", 1, tmp_path / "weights", tmp_path / "one.npz", *flags)
-    two = run_steps("jax", 2, tmp_path / "weights", tmp_path / "two.npz", *flags)
+def assert_two_devices_equal_one(one, two, tolerance=1e-5):
     for key in (k for k in one if k.startswith("loss/")):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
     assert max_weight_difference(one, two) < tolerance
@@ -74,13 +105,8 @@ def assert_every_network_moved(run, by):
         assert moved > by, (name, moved)
 
 
-def test_cut_on_tensorflow_and_jax_agrees_from_the_same_weights(tmp_path):
-    """Every location of three 8x8 layers is a patch, so no random draw differs between the
-    backends' RNGs: the two steps must compute the same thing. One step: over three, float
-    noise grows to 7% of what the weights moved (the losses still agree within 2e-5), measured."""
-    flags = ["--kind=cut", "--nce_layers=down_2,block_1,block_5", "--nce_patches=64"]
-    tf_run = run_steps("tensorflow", 1, tmp_path / "weights", tmp_path / "tf.npz", *flags, steps=1)
-    jax_run = run_steps("jax", 1, tmp_path / "weights", tmp_path / "jax.npz", *flags, steps=1)
+def test_cut_on_tensorflow_and_jax_agrees_from_the_same_weights(runs):
+    tf_run, jax_run = runs["tf/cut"], runs["jax/cut"]
     losses = [k for k in tf_run if k.startswith("loss/")]
     assert len(losses) == 5
     for key in losses:
@@ -89,11 +115,13 @@ def test_cut_on_tensorflow_and_jax_agrees_from_the_same_weights(tmp_path):
     assert_every_network_moved(tf_run, 50 * 1e-5)
 
 
-@pytest.mark.slow
-def test_two_jax_devices_equal_one_for_fastcut_with_diffaugment(tmp_path):
+def test_two_jax_devices_equal_one_for_fastcut_with_diffaugment(runs):
     """Random patch locations, flips and DiffAugment: one program over the global batch draws
-    the same numbers however many devices it is sharded over. At lr 1e-4: at the runner's 1e-3,
-    FastCUT's lambda_NCE 10 with DiffAugment amplifies float noise into 8e-4 by the third step
-    (measured; 7.7e-8 at 1e-4, with every network moving 1e-4 or more)."""
-    assert_two_devices_equal_one(tmp_path, "--kind=fastcut", "--lr=1e-4",
-                                 "--diffaugment=color,translation,cutout", tolerance=1e-6)
+    the same numbers however many devices it is sharded over."""
+    assert_two_devices_equal_one(runs["jax/fastcut/1"], runs["jax/fastcut/2"], tolerance=1e-6)
+
+
+def test_each_case_ran_on_its_backend_and_devices(runs):
+    for name, (backend, devices, _, flags) in CASES.items():
+        steps = 1 if "--steps=1" in flags else 3
+        assert runs[name]["meta"].tolist() == [backend, str(devices), str(steps)], name

@@ -1,11 +1,11 @@
 """The submission written at the end of a run: every photo through the best generator, on the
-run's devices, into a zip Kaggle accepts; and the checks that refuse a bad one before training."""
+run's devices, into a zip Kaggle accepts; and the checks that refuse a bad one before training.
+(On JAX, through one jitted call sharded over two host devices: tests/test_train_jax.py's README
+command run submits too.)"""
 
 import io
 import json
 import re
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from monet_tf import submission
-from tests.test_train import TINY, run_train
+from tests.test_train import run_train
 
 
 def _jpeg(size=(256, 256), seed=0) -> bytes:
@@ -89,28 +89,10 @@ def test_run_submits_every_photo_through_the_best_generator(tmp_path, sample_dir
     assert re.search(rf"submission: {path}: 32 images in \S+; \S+ since the run started",
                      result.stdout), result.stdout[-3000:]
 
-    _assert_zip_is_the_translation(path, workdir / "export" / "best" / "photo_to_monet", sample_dir)
+    assert_zip_is_the_translation(path, workdir / "export" / "best" / "photo_to_monet", sample_dir)
 
 
-def test_jax_run_submits_through_a_sharded_jitted_call(tmp_path, sample_dir):
-    """On JAX over 2 host devices the photos go through one jitted call sharded over both; the
-    zip is the exported SavedModel's translation."""
-    pytest.importorskip("jax")
-    from tests.test_train_jax import _env as jax_env
-
-    workdir, path = tmp_path / "run", tmp_path / "images.zip"
-    result = subprocess.run(
-        [sys.executable, str(TINY.parents[1] / "run_train.py"), f"--config={TINY}",
-         f"--workdir={workdir}", "--backend=jax", "--strategy=cpu", "--cpu_replicas=2",
-         "--config.train.decay_epochs=0", f"--submission={path}",
-         "--config.submission.allow_any_count=True", "--config.submission.batch_size=3"],
-        capture_output=True, text=True, timeout=900, env=jax_env())
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "with the last photo_to_monet" in result.stdout
-    _assert_zip_is_the_translation(path, workdir / "export" / "photo_to_monet", sample_dir)
-
-
-def _assert_zip_is_the_translation(path, saved_model, sample_dir):
+def assert_zip_is_the_translation(path, saved_model, sample_dir):
     serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     records = tf.data.TFRecordDataset(sorted(map(str, (sample_dir / "photo_tfrec").glob("*.tfrec"))))
     with zipfile.ZipFile(path) as archive:

@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,34 +80,57 @@ def test_unwritable_workdir_is_reported_before_training(tmp_path):
     assert time.monotonic() - started < 120
 
 
-def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    first = run_train(tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory):
+    """One epoch of the tiny CycleGAN logged to wandb offline: the wandb test reads it, and the
+    NaN test resumes a copy of it."""
+    workdir = tmp_path_factory.mktemp("wandb_run")
+    result = run_train(workdir, "--wandb", "--wandb_project=monet_tf_test",
+                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0", "--verbosity=0")
+    return workdir, result
+
+
+@pytest.mark.xdist_group("wandb_run")
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, wandb_run):
+    first, result = wandb_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.copytree(first, tmp_path, dirs_exist_ok=True)
     before = _files_digest(tmp_path / "checkpoints")
     # Same run, two more epochs, with a learning rate that blows the weights up at once.
-    diverged = run_train(tmp_path, "--config.train.epochs=3", "--config.optim.lr=1e30")
+    diverged = run_train(tmp_path, "--config.train.epochs=3", "--config.optim.lr=1e30",
+                         "--config.train.decay_epochs=0")
     assert diverged.returncode == 3, diverged.stderr[-3000:]
     assert re.search(r"became (nan|inf|-inf)", diverged.stderr), diverged.stderr[-3000:]
     assert "Resuming" in diverged.stdout
     assert _files_digest(tmp_path / "checkpoints") == before
 
 
-def test_sigint_and_sigterm_save_before_exiting(tmp_path):
-    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-        workdir = tmp_path / signal.Signals(signum).name
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}",
-             f"--workdir={workdir}", "--config.train.epochs=50", "--config.train.checkpoint_every=100"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-        _wait_for(lambda: (workdir / "metrics.csv").exists(), proc, timeout=300)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == code, err[-3000:]
-        assert "rerun the same command to resume" in err
-        step = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
-        # The epoch the signal cut short drew no sample grid: the save came first.
-        epoch = step // 3 + 1  # tiny_config: 3 steps per epoch
-        assert step % 3 and not (workdir / "samples" / f"epoch_{epoch:04d}.png").exists()
+def interrupt(workdir, signum, *flags):
+    """Starts the tiny training, sends `signum` once epoch 1 is logged (so mid-epoch 2 or later),
+    and returns (process, stderr) when it has exited."""
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}", f"--workdir={workdir}",
+         "--config.train.checkpoint_every=100", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    _wait_for(lambda: (workdir / "metrics.csv").exists(), proc, timeout=300)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    return proc, err
+
+
+def assert_saved_before_exiting(workdir, proc, err, code):
+    assert proc.returncode == code, err[-3000:]
+    assert "rerun the same command to resume" in err
+    step = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
+    # The epoch the signal cut short drew no sample grid: the save came first.
+    epoch = step // 3 + 1  # tiny_config: 3 steps per epoch
+    assert step % 3 and not (workdir / "samples" / f"epoch_{epoch:04d}.png").exists()
+
+
+def test_sigint_saves_before_exiting(tmp_path):
+    """SIGTERM's twin is in the end-to-end test, which resumes from it."""
+    proc, err = interrupt(tmp_path, signal.SIGINT, "--config.train.epochs=50")
+    assert_saved_before_exiting(tmp_path, proc, err, 130)
 
 
 def _wait_for(condition, proc, timeout):
@@ -154,6 +178,7 @@ except t.TrainingStopped as e:
     print("stopped:", e)
 result = t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
 print("steps after resuming:", result.steps_done - CountSteps.first)
+print("wandb imported:", "wandb" in sys.modules)  # three runs with wandb off
 """
 
 
@@ -185,6 +210,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved
     assert f"Resuming from {resumed}/checkpoints/ckpt-{saved}: {where}." in result.stdout, (
         result.stdout)
     assert f"steps after resuming: {total - saved}" in result.stdout, result.stdout
+    assert "wandb imported: False" in result.stdout  # wandb is not even imported when off
     a = _checkpoint_arrays(tf.train.latest_checkpoint(str(straight / "checkpoints")))
     b = _checkpoint_arrays(tf.train.latest_checkpoint(str(resumed / "checkpoints")))
     assert tf.train.latest_checkpoint(str(straight / "checkpoints")).endswith(f"ckpt-{total}")
@@ -203,16 +229,6 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved
     assert steps and all(int(v) == total for v in steps), steps
 
 
-WANDB_SCRIPT = """
-import sys, runpy
-from monet_tf import train as t
-cfg = runpy.run_path(sys.argv[1])["get_config"]()
-cfg.train.epochs, cfg.train.decay_epochs = 1, 0
-t.train(cfg, sys.argv[2], verbose=0)
-print("wandb imported:", "wandb" in sys.modules)
-"""
-
-
 def test_export_cli_names_what_is_missing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "monet_tf.export", f"--workdir={tmp_path}"],
                             capture_output=True, text=True, timeout=300, env=_env())
@@ -228,20 +244,13 @@ def test_bad_data_dir_is_one_clear_error(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_wandb_is_not_imported_when_off(tmp_path):
-    result = subprocess.run([sys.executable, "-c", WANDB_SCRIPT, str(TINY), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env=_env())
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "wandb imported: False" in result.stdout
-
-
 NOISE = re.compile(r"^[IWE]\d{4} |All log messages before absl|Sharding callback|Assets written",
                    re.M)
 
 
-def test_wandb_offline_logs_metrics(tmp_path):
-    result = run_train(tmp_path, "--wandb", "--wandb_project=monet_tf_test",
-                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0", "--verbosity=0")
+@pytest.mark.xdist_group("wandb_run")
+def test_wandb_offline_logs_metrics(wandb_run):
+    tmp_path, result = wandb_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Sharding callback duration" in result.stderr  # --verbosity=0 shows absl INFO lines
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -257,14 +266,8 @@ def test_wandb_offline_logs_metrics(tmp_path):
 @pytest.mark.slow
 def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
     workdir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_train.py"), f"--config={TINY}", f"--workdir={workdir}",
-         "--config.train.epochs=3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-    _wait_for(lambda: tf.train.latest_checkpoint(str(workdir / "checkpoints")), proc, timeout=300)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 143, err[-3000:]
+    proc, err = interrupt(workdir, signal.SIGTERM, "--config.train.epochs=3")
+    assert_saved_before_exiting(workdir, proc, err, 143)
 
     resumed = run_train(workdir, "--config.train.epochs=3")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

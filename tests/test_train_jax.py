@@ -167,7 +167,12 @@ def _readme_jax_command() -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_jax_command_trains_over_two_host_devices_with_mifid_and_wandb(tmp_path):
+def test_readme_jax_command_trains_over_two_host_devices_with_mifid_wandb_and_submits(
+        tmp_path, sample_dir):
+    """Also the submission on JAX: the photos go through one jitted call sharded over both
+    devices, and the zip is the translation of the SavedModel export/best holds."""
+    from tests.test_submission import assert_zip_is_the_translation
+
     argv = _readme_jax_command()
     assert argv[:2] == ["python", "run_train.py"]
     # Random-init InceptionV3 weights saved by TensorFlow, read by the JAX run's MiFID callback.
@@ -183,7 +188,9 @@ def test_readme_jax_command_trains_over_two_host_devices_with_mifid_and_wandb(tm
         [sys.executable, str(REPO / argv[1]), *argv[2:], f"--config={TINY}",
          f"--workdir={workdir}", "--config.train.epochs=1", "--config.train.decay_epochs=0",
          "--config.eval.every=1", "--config.eval.num_images=4", "--config.eval.batch_size=2",
-         f"--config.eval.inception_weights={weights}", "--wandb"],
+         f"--config.eval.inception_weights={weights}", "--wandb",
+         f"--submission={tmp_path / 'images.zip'}", "--config.submission.allow_any_count=True",
+         "--config.submission.batch_size=3"],
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "backend: jax; strategy cpu: 2 replica(s) on 2 cpu device(s)" in result.stdout
@@ -199,3 +206,6 @@ def test_readme_jax_command_trains_over_two_host_devices_with_mifid_and_wandb(tm
     assert np.isfinite(mifid) and json.loads((workdir / "export/best/score.json").read_text()) == {
         "epoch": 1, "mifid": pytest.approx(mifid)}
     assert list((workdir / "wandb").glob("offline-run-*"))
+    assert "with the best (MiFID" in result.stdout
+    assert_zip_is_the_translation(tmp_path / "images.zip",
+                                  workdir / "export" / "best" / "photo_to_monet", sample_dir)

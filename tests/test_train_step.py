@@ -15,7 +15,7 @@ SIZE = 32
 def tiny_config(**train):
     cfg = base_config()
     cfg.data.image_size = SIZE
-    cfg.model.generator = "resnet_6blocks"
+    cfg.model.generator = "resnet_2blocks"
     cfg.model.ngf = 8
     cfg.model.ndf = 8
     cfg.train.jit_compile = "false"
@@ -168,8 +168,8 @@ def build_cyclegan_nets(cfg):
     from monet_tf.models import build_generator
 
     return (
-        build_generator("resnet_6blocks", ngf=8, image_size=SIZE, seed=10, model_name="p2m"),
-        build_generator("resnet_6blocks", ngf=8, image_size=SIZE, seed=11, model_name="m2p"),
+        build_generator("resnet_2blocks", ngf=8, image_size=SIZE, seed=10, model_name="p2m"),
+        build_generator("resnet_2blocks", ngf=8, image_size=SIZE, seed=11, model_name="m2p"),
         build_critic(ndf=8, image_size=SIZE, seed=12, model_name="mc"),
         build_critic(ndf=8, image_size=SIZE, seed=13, model_name="pc"),
     )

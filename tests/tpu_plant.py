@@ -1,10 +1,12 @@
-"""Plants one TPU-hostile construct in CycleGAN's loss maths, then runs monet_tf.tpu_compile.
+"""Plants TPU-hostile constructs in CycleGAN's loss maths, one at a time, and runs
+monet_tf.tpu_compile's command for each, in one process.
 
-  python tests/tpu_plant.py float64|callback|dynamic_shape [tpu_compile flags]
+  python tests/tpu_plant.py float64,callback,dynamic_shape [tpu_compile flags]
 
 Each is what a CPU or GPU runs without complaint and a TPU program must not hold: a float64 op,
 a host callback in the step, a shape that depends on the data. The planted line is marked, so
-the test can check that the compiler's message names it.
+the test can check that the compiler's message names it. Each plant's output (stdout and stderr)
+starts with a line `== PLANT` and ends with `== PLANT exit CODE`, the command's exit code.
 """
 
 import os
@@ -18,9 +20,10 @@ PLANTS = ("float64", "callback", "dynamic_shape")
 
 
 def main() -> None:
-    plant = sys.argv.pop(1)
-    if plant not in PLANTS:
-        raise SystemExit(f"usage: tpu_plant.py {'|'.join(PLANTS)} [tpu_compile flags]")
+    plants = sys.argv.pop(1).split(",")
+    if not set(plants) <= set(PLANTS):
+        raise SystemExit(f"usage: tpu_plant.py {','.join(PLANTS)} [tpu_compile flags]")
+    plant = plants[0]
     select_backend("jax", "cpu")
     import jax
     import keras
@@ -45,8 +48,21 @@ def main() -> None:
     CycleGAN.compute_losses = planted
     from absl import app
 
+    def each_plant(argv):
+        nonlocal plant
+        for plant in plants:
+            for stream in (sys.stdout, sys.stderr):
+                print(f"== {plant}", file=stream, flush=True)
+            try:
+                tpu_compile.main(argv)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code
+            for stream in (sys.stdout, sys.stderr):
+                print(f"== {plant} exit {code}", file=stream, flush=True)
+
     tpu_compile.define_flags()
-    app.run(tpu_compile.main)
+    app.run(each_plant)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,16 @@ Functional keras.Models built from keras.layers / keras.ops only. Input: float i
 
 from __future__ import annotations
 
+import re
+
 import keras
 from keras import layers
 
 from monet_tf.models.layers import Initializers, ReflectionPadding2D, full_precision_output, instance_norm
 
+# The reference's names; any resnet_<n>blocks (n >= 1) builds too (the tests use resnet_2blocks).
 GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
+_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
 # Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
 # ids that CUT uses (0, 4, 8, 12, 16): the padded input, the two downsampling convolutions and
 # the outputs of residual blocks 1..n.
@@ -36,7 +40,7 @@ def build_generator(
     model_name: str = "generator",
     seed: int | None = None,
 ) -> keras.Model:
-    """Builds a generator by name (resnet_6blocks | resnet_9blocks | unet_256 | unet_128).
+    """Builds a generator by name (resnet_<n>blocks, e.g. resnet_9blocks | unet_256 | unet_128).
 
     image_size fixes the input's height and width (None: any multiple of generator_multiple(name);
     U-Nets always need their exact size). dropout is used inside residual blocks / U-Net decoder.
@@ -45,7 +49,7 @@ def build_generator(
     if upsample not in ("transpose", "resize"):
         raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
     if name.startswith("resnet"):
-        blocks = 6 if name == "resnet_6blocks" else 9
+        blocks = int(_RESNET.fullmatch(name).group(1))
         return resnet_generator(
             blocks, ngf, upsample, dropout, norm_epsilon, image_size, model_name, seed
         )
@@ -56,8 +60,9 @@ def build_generator(
 
 
 def _check_name(name: str) -> None:
-    if name not in GENERATORS:
-        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
+    if name not in GENERATORS and not _RESNET.fullmatch(name):
+        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)} "
+                         "(or resnet_<n>blocks for n residual blocks)")
 
 
 def resnet_generator(
