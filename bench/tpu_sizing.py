@@ -38,11 +38,10 @@ def compile_reports(config: str, topology: str, batch: int | None, programs: str
                     timeout: float) -> tuple[list[dict], str | None]:
     """(reports, error): the CLI's JSON lines, and its error line when it failed.
 
-    With --cache, a compile already done (same config file, topology, batch and programs) is read
-    back instead of recompiled, so an interrupted sizing goes on where it stopped.
+    With --cache, a compile already done (same compiled config, topology, batch and programs) is
+    read back instead of recompiled, so an interrupted sizing goes on where it stopped.
     """
-    source = (REPO / "configs" / f"{config}.py").read_text()
-    key = f"{config}|{hash_text(source)}|{topology}|{batch}|{programs}"
+    key = f"{config}|{compiled_config_hash(config)}|{topology}|{batch}|{programs}"
     if key in _CACHE:
         reports, error = _CACHE[key]
         return reports, error
@@ -53,9 +52,19 @@ def compile_reports(config: str, topology: str, batch: int | None, programs: str
     return reports, error
 
 
-def hash_text(text: str) -> str:
-    import hashlib
+def compiled_config_hash(config: str) -> str:
+    """A hash of the resolved config without `estimate`, which no compiled program reads.
 
+    So writing a sizing's figures into a config's plan keeps its compiles, while a change to a
+    config it is built from (kaggle_cut.py runs kaggle_tpu.py) does not.
+    """
+    import hashlib
+    import runpy
+
+    resolved = runpy.run_path(str(REPO / "configs" / f"{config}.py"))["get_config"]()
+    with resolved.unlocked():
+        del resolved["estimate"]
+    text = resolved.to_json_best_effort(sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

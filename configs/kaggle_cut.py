@@ -7,8 +7,8 @@ Everything but the model is kaggle_tpu.py's (15,000 steps at a global batch of 3
 10 epochs, the best generator submitted, the 4h15m budget), so the two compare run for run. A
 CUT run reached MiFID 36.9 on this competition. CUT's step costs about half of CycleGAN's
 (0.97 vs 1.88 TFLOP per pair at 256 px; 1.94x the pairs/s in bench/train_step.py --model=cut on
-a CPU), so the assumed throughput is 1.9 x kaggle_tpu's: an assumption, as that file's is,
-until a TPU run replaces it.
+a CPU); XLA:TPU counts 0.98 vs 1.95 TFLOP per pair on a v5e-8 (bench/tpu_sizing.py), the
+figure the plan uses.
 """
 
 import pathlib
@@ -20,5 +20,5 @@ _KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
 def get_config():
     c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
     c.model.kind = "cut"
-    c.estimate.pairs_per_second *= 1.9
+    c.estimate.flops_per_pair = 9.80e11  # XLA:TPU's count on a v5e-8 (bench/tpu_sizing.py).
     return c

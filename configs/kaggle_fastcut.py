@@ -5,8 +5,8 @@ FastCUT's model.
 
 As kaggle_cut.py, without the identity NCE (lambda_NCE 10, flip equivariance): the step costs
 under a third of CycleGAN's (0.57 vs 1.88 TFLOP per pair at 256 px; 3.54x the pairs/s in
-bench/train_step.py --model=fastcut on a CPU), so the assumed throughput is 3.3 x kaggle_tpu's,
-an assumption until a TPU run replaces it.
+bench/train_step.py --model=fastcut on a CPU); XLA:TPU counts 0.61 vs 1.95 TFLOP per pair on a
+v5e-8 (bench/tpu_sizing.py), the figure the plan uses.
 """
 
 import pathlib
@@ -18,5 +18,5 @@ _KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
 def get_config():
     c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
     c.model.kind = "fastcut"
-    c.estimate.pairs_per_second *= 3.3
+    c.estimate.flops_per_pair = 6.12e11  # XLA:TPU's count on a v5e-8 (bench/tpu_sizing.py).
     return c
