@@ -28,6 +28,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ("kaggle_tpu", "kaggle_cut", "kaggle_fastcut", "kaggle_dcgan", "unet", "hinge")
 _OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED", "Ran out of memory", "does not fit")
+_TIMED_OUT = "error: the compile timed out after"
 
 
 _CACHE: dict[str, list] = {}
@@ -46,7 +47,7 @@ def compile_reports(config: str, topology: str, batch: int | None, programs: str
         reports, error = _CACHE[key]
         return reports, error
     reports, error = _compile(config, topology, batch, programs, timeout)
-    if _CACHE_PATH is not None:
+    if _CACHE_PATH is not None and not (error or "").startswith(_TIMED_OUT):  # Retried next time.
         _CACHE[key] = [reports, error]
         _CACHE_PATH.write_text(json.dumps(_CACHE, indent=1))
     return reports, error
@@ -74,7 +75,10 @@ def _compile(config: str, topology: str, batch: int | None, programs: str,
            f"--topology={topology}", f"--programs={programs}", "--json"]
     if batch is not None:
         cmd.append(f"--config.train.batch_size={batch}")
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return [], f"{_TIMED_OUT} {timeout:.0f} s (--timeout)"
     reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode == 0:
         return reports, None
@@ -217,4 +221,7 @@ def _save(rows, args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as e:  # A compile that failed other than for memory, or timed out.
+        sys.exit(f"error: {e}; compiles done so far are kept with --cache")
