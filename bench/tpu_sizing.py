@@ -31,6 +31,10 @@ _OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED", "Ran out of memory", "does not fit")
 _TIMED_OUT = "error: the compile timed out after"
 
 
+class CompileFailed(RuntimeError):
+    """A compile that failed other than for memory (or timed out): the sizing cannot go on."""
+
+
 _CACHE: dict[str, list] = {}
 _CACHE_PATH: pathlib.Path | None = None
 
@@ -97,7 +101,7 @@ class Sizer:
                                          self.args.timeout)
         step = next((r for r in reports if r["program"] == "train_step"), None)
         if step is None and not any(text in (error or "") for text in _OUT_OF_MEMORY):
-            raise RuntimeError(f"{self.config} at batch {batch}: {error}")
+            raise CompileFailed(f"{self.config} at batch {batch}: {error}")
         self.tried[batch] = step or error
         ok = step is not None and step["peak_bytes"] <= (1 - self.args.headroom) * step["hbm_bytes"]
         peak = f"{step['peak_bytes'] / 2**30:.2f} GiB" if step else "refused"
@@ -223,5 +227,5 @@ def _save(rows, args) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except RuntimeError as e:  # A compile that failed other than for memory, or timed out.
+    except CompileFailed as e:
         sys.exit(f"error: {e}; compiles done so far are kept with --cache")
