@@ -7,12 +7,12 @@ how large a per-chip batch still fits with 10% headroom, and XLA's FLOPs per pai
 Every figure comes from `python -m monet_tf.tpu_compile --json`, one subprocess per compile at
 the default effort (the program a run compiles): first every config's programs at its own batch
 (train_step, translate and, where it scores, inception), then, config by config, train_step alone
-at other per-chip batches. The largest batch is found by bisection between a batch that fits (peak <= (1 - headroom)
-x HBM) and one that does not; the first probe is a linear guess from the config's own compile
-(its temporaries per pair), which the bisection then checks, since XLA's memory is not linear in
-the batch (it rematerialises when memory is short). A compile that XLA refuses for memory counts
-as not fitting. Prints one markdown table row per config as it is done (for README), and
---json_out keeps every compile's report.
+at other per-chip batches. The largest batch is found by bisection between a batch that fits
+(peak <= (1 - headroom) x HBM) and one that does not; the first probe is a linear guess from the
+config's own compile (its temporaries per pair; --first_probe sets it), which the bisection then
+checks, since XLA's memory is not linear in the batch (it rematerialises when memory is short).
+A compile that XLA refuses for memory counts as not fitting. Prints one markdown table row per
+config as it is done (for README), and --json_out keeps every compile's report.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def find_largest_batch(row: dict, args) -> None:
     budget = (1 - args.headroom) * step["hbm_bytes"]
     fixed = step["peak_bytes"] - step["temp_bytes"]
     guess = int((budget - fixed) // max(1.0, step["temp_bytes"] / batch))
+    guess = args.first_probe or guess
     sizer = Sizer(row["config"], args)
     fits_now = step["peak_bytes"] <= budget
     row["largest_batch"] = sizer.largest(batch, guess) if fits_now else None
@@ -190,6 +191,9 @@ def main(argv=None) -> None:
     parser.add_argument("--headroom", type=float, default=0.1)
     parser.add_argument("--max_batch", type=int, default=128, help="per chip")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per compile")
+    parser.add_argument("--first_probe", type=int, default=0,
+                        help="per-chip batch of the bisection's first probe instead of the linear"
+                             " guess, e.g. a sister config's largest batch")
     parser.add_argument("--json_out", default="")
     parser.add_argument("--cache", default="", help="JSON file of compiles done, read and extended")
     args = parser.parse_args(argv)
