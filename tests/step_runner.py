@@ -4,7 +4,7 @@
 
 CASES.json is a list of {"name", "devices", "weights_dir", "out", "flags"}; flags are
 [--kind K] [--pool N] [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
-[--lr LR] [--adam_epsilon E] [--generator G]. For each case: loads each network's `<weights_dir>/<name>.weights.h5`
+[--lr LR] [--adam_epsilon E] [--generator G] [--dtype float32|float64]. For each case: loads each network's `<weights_dir>/<name>.weights.h5`
 (writing them first when absent), trains S steps of global batch B on batches drawn from a fixed
 seed, and saves the per-step losses and the final weights of every network of the model kind
 (default cyclegan). devices > 1 on JAX: that many of the HOST_DEVICES under
@@ -51,6 +51,7 @@ def _case_flags(flags):
     # moving weights while real gradients still move every network by ~lr a step.
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--adam_epsilon", type=float, default=1e-3)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     return p.parse_args(flags)
 
 
@@ -84,7 +85,12 @@ def run_case(backend, case):
     cfg.train.mixed_precision = "float32"
     cfg.optim.lr = args.lr
     cfg.optim.epsilon = args.adam_epsilon
-    keras.config.set_dtype_policy("float32")
+    keras.config.set_floatx(args.dtype)
+    keras.config.set_dtype_policy(args.dtype)
+    if args.backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", args.dtype == "float64")
     with runtime.scope():
         model = build_model(cfg, steps_per_epoch=args.steps, global_batch_size=args.batch,
                             jit_compile=args.backend == "jax", replicas=runtime.replicas)
@@ -101,8 +107,8 @@ def run_case(backend, case):
 
     rng = np.random.default_rng(7)
     n = args.steps * args.batch
-    photo = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32")
-    monet = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32")
+    photo = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32").astype(args.dtype)
+    monet = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32").astype(args.dtype)
     data = tf.data.Dataset.from_tensor_slices((photo, monet)).batch(args.batch, drop_remainder=True)
     if runtime.tf_strategy is not None and args.devices > 1:
         data = runtime.tf_strategy.experimental_distribute_dataset(data)
