@@ -20,14 +20,14 @@ import tempfile
 import time
 
 from absl import app, flags
-from ml_collections import config_flags
 
+from monet_tf import cli
 from monet_tf.backend import BACKEND_HELP, BackendError, select_backend
 from monet_tf.console import quiet
 
 REPO = pathlib.Path(__file__).resolve().parent
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = cli.define_config(
     "config", str(REPO / "configs" / "demo.py"), "Experiment config file (configs/*.py).",
     lock_config=True,
 )
@@ -69,8 +69,14 @@ def main(argv):
     try:  # Before anything imports Keras: it reads its backend once.
         backend = select_backend(_BACKEND.value, _STRATEGY.value, _CPU_REPLICAS.value)
     except BackendError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(e))
+    from monet_tf.config_check import ConfigError, check
+
+    cfg = _CONFIG.value
+    try:  # Every field, before any data is read or model built.
+        check(cfg, backend)
+    except ConfigError as e:
+        cli.fail(str(e))
     if _COMPILE_FOR.value:
         from monet_tf import tpus
 
@@ -81,8 +87,7 @@ def main(argv):
         except tpus.UnknownTopology as e:
             problem = f"--compile_for={_COMPILE_FOR.value}: {e}"
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            sys.exit(2)
+            cli.fail(problem)
     from monet_tf.checkpoints import WorkdirError
     from monet_tf.data import DataError
     from monet_tf.data.sources import KAGGLE_INPUT
@@ -90,10 +95,8 @@ def main(argv):
     from monet_tf.submission import SubmissionError
     from monet_tf.runtime import make_runtime
     from monet_tf.strategy import StrategyError
-    from monet_tf.train import (ConfigError, TrainingDiverged, TrainingStopped, format_duration,
-                                train)
+    from monet_tf.train import TrainingDiverged, TrainingStopped, format_duration, train
 
-    cfg = _CONFIG.value
     with cfg.unlocked():
         if _DATA_DIR.value is not None:
             cfg.data.data_dir = _DATA_DIR.value
@@ -124,8 +127,7 @@ def main(argv):
                 compiled = plan.compile_for(cfg, _COMPILE_FOR.value, _COMPILE_EFFORT.value,
                                             echo=lambda text: print(f"  {text}", flush=True))
             except tpu_compile.SetupError as e:
-                print(f"error: --compile_for: {e}", file=sys.stderr)
-                sys.exit(2)
+                cli.fail(f"--compile_for: {e}")
             except tpu_compile.CompileError as e:
                 print(f"error: --compile_for: {e}", file=sys.stderr)
                 sys.exit(1)
@@ -145,8 +147,7 @@ def main(argv):
         result = train(cfg, workdir, runtime)
     except (ConfigError, DataError, InceptionWeightsError, StrategyError, SubmissionError,
             WorkdirError) as e:  # Bad input: said before any training.
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(e))
     except TrainingStopped as e:
         print(e, file=sys.stderr)
         sys.exit(e.exit_code)
@@ -170,4 +171,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

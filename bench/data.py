@@ -35,10 +35,12 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from monet_tf import cli  # noqa: E402
+
+cli.prepare(backend=None)  # The quiet console, before TensorFlow loads.
 
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from monet_tf import config as config_lib  # noqa: E402
 from monet_tf import data  # noqa: E402
@@ -135,4 +137,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

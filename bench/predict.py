@@ -19,9 +19,11 @@ import statistics
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from monet_tf import cli
+
+cli.prepare(backend=None)  # The quiet console, before TensorFlow loads.
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -74,7 +76,8 @@ def main(argv: list[str]) -> None:
         os.path.join(FLAGS.photos, f) for f in os.listdir(FLAGS.photos) if f.endswith(".jpg")
     )[:num_images]
     if len(files) < num_images:
-        raise app.UsageError(f"--photos {FLAGS.photos} has {len(files)} JPEGs, need {num_images}")
+        cli.fail(f"--photos={FLAGS.photos}: {len(files)} JPEGs, {num_images} needed; point it at "
+                 "a folder with more (the competition's photo_jpg/)")
     print(
         f"{FLAGS.generator} ngf={FLAGS.ngf}, {num_images} photos at 256 px, {repeats} repeats, "
         f"predict batch {FLAGS.batch_size}, {os.cpu_count()} CPUs, TF {tf.__version__}"
@@ -114,4 +117,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

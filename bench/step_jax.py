@@ -108,6 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="cyclegan", choices=MODELS,
                    help="cut / fastcut: time that kind against CycleGAN (same networks)")
     p.add_argument("--serve", action="store_true", help="worker mode (JSON on stdin/stdout)")
+    p.add_argument("--verbosity", type=int, default=-1, help="0: XLA's native INFO lines too")
     args = p.parse_args(argv)
     if args.batch < 1 or args.devices < 0 or args.rounds < 1 or args.steps < 0:
         p.error("--batch and --rounds must be >= 1, --devices and --steps >= 0")
@@ -430,6 +431,9 @@ def standalone(args) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from monet_tf.backend import select_backend  # Imports nothing heavy; sets KERAS_BACKEND.
+    from monet_tf.console import quiet
+
+    quiet(args.verbosity >= 0, args.verbosity)  # Before JAX loads.
 
     out = sys.stdout
     if args.serve:

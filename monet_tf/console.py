@@ -22,8 +22,15 @@ _BANNER = b"WARNING: All log messages before absl::InitializeLog() is called are
 # ERROR lines that are harmless where they appear: no GPU on this machine, a graph rewrite
 # that grappler skips, CUDA plugins registered twice when TensorFlow and JAX both load, oneDNN
 # falling back to Eigen for int64 ops.
+_FILTERING = False  # This process's fd 2 already goes through the filter.
 HARMLESS_ERRORS = (b"failed call to cuInit", b"remapper failed", b"Unable to register cu",
                    b"cuda_platform.cc", b"oneDNN supports DT_INT64 only")
+
+
+def warn(message: str) -> None:
+    """A warning of ours on stderr. Not through absl's logging: its lines have the native
+    format, which the filter drops."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_noise(line: bytes) -> bool:
@@ -53,6 +60,9 @@ def filter_native_logs() -> bool:
 
     Call it before TensorFlow or JAX is imported. Returns False where fork is unavailable.
     """
+    global _FILTERING
+    if _FILTERING:
+        return True
     if not hasattr(os, "fork"):
         return False
     sys.stderr.flush()
@@ -69,6 +79,7 @@ def filter_native_logs() -> bool:
     os.close(read_end)
     os.dup2(write_end, 2)
     os.close(write_end)
+    _FILTERING = True
     return True
 
 

@@ -25,9 +25,10 @@ if __name__ == "__main__":  # --backend: Inception runs on TensorFlow or JAX.
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from monet_tf import metrics  # noqa: E402
+from monet_tf.console import warn  # noqa: E402
 from monet_tf.inception import InceptionFeatures, InceptionWeightsError  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -55,7 +56,7 @@ def _zip_members(path: str) -> list[str]:
     if not images:
         raise FIDError(f"{path} holds no JPEG/PNG images ({len(names)} other members)")
     if len(images) < len(names):
-        logging.warning("%s: skipped %d members that are not JPEG/PNG images", path, len(names) - len(images))
+        warn(f"{path}: skipped {len(names) - len(images)} members that are not JPEG/PNG images")
     return images
 
 
@@ -189,4 +190,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("backend", "auto", "Keras backend for Inception: auto | jax | tensorflow "
                         "(auto: KERAS_BACKEND, else tensorflow).")
     flags.mark_flags_as_required(["generated", "real"])
-    app.run(main)
+    from monet_tf import cli
+
+    cli.run(main)

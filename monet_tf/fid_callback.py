@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from monet_tf import metrics
+from monet_tf.console import warn
 from monet_tf.inception import InceptionFeatures, InceptionWeightsError
 
 SCORE_KEYS = ("mifid", "fid", "memorization")
@@ -92,7 +93,7 @@ class MiFIDCallback(keras.callbacks.Callback):
                                                    batch_size=self.batch_size)
             except InceptionWeightsError as err:
                 self.disabled = True
-                logging.warning("MiFID scoring is OFF for this run, training goes on: %s", err)
+                warn(f"MiFID scoring is OFF for this run, training goes on: {err}")
                 return False
         return True
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import zipfile
 
-from absl import app, flags
+from absl import flags
 
 # Checked against Kaggle/docker-python at commit 78aaa43f8cc8e6b01bbaa5a56c39b4a2f61a8277
 # (2026-08-12): tpu/requirements.in and tpu/config.txt (the TPU image: python:3.12 plus that list)
@@ -404,15 +404,8 @@ def define_flags() -> None:
                         "ImageNet file when present).")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parse, with its errors reported as this package's CLIs report bad input."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
+    from monet_tf import cli
+
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    cli.run(main)

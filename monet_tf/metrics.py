@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 from absl import logging
+
+from monet_tf.console import warn
 from scipy.linalg import lapack
 
 MIFID_EPS = 0.1  # Memorization threshold of the competition.
@@ -82,9 +84,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         if not np.isfinite(root).all():
             root = None
     if root is None:
-        logging.warning(
-            "FID: the covariance product is near singular (rcond %.2g, %d dims); adding %g to the "
-            "covariance diagonals for a stable square root", rcond, d, eps)
+        warn(f"FID: the covariance product is near singular (rcond {rcond:.2g}, {d} dims); "
+             f"adding {eps:g} to the covariance diagonals for a stable square root")
         offset = eps * np.eye(d)
         sigma1, sigma2 = sigma1 + offset, sigma2 + offset
         root = _sqrtm(sigma1 @ sigma2)

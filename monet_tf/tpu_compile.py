@@ -34,6 +34,7 @@ import time
 import warnings
 
 from monet_tf import tpus
+from monet_tf.config_check import ConfigError, check
 
 PROGRAMS = ("train_step", "translate", "inception")
 EFFORTS = ("default", "fast")
@@ -467,21 +468,24 @@ def _config(flags_):
     if (flags_.config is None) == (flags_.config_json is None):
         raise SetupError("give one of --config=configs/NAME.py or --config_json=WORKDIR/config.json")
     if flags_.config is not None:
-        return flags_.config
+        cfg = flags_.config
+    else:
+        try:
+            with open(flags_.config_json) as f:
+                cfg = ml_collections.ConfigDict(json.load(f))
+        except (OSError, ValueError) as err:
+            raise SetupError(f"--config_json={flags_.config_json}: {err}") from None
     try:
-        with open(flags_.config_json) as f:
-            return ml_collections.ConfigDict(json.load(f))
-    except (OSError, ValueError) as err:
-        raise SetupError(f"--config_json={flags_.config_json}: {err}") from None
+        check(cfg, "jax")
+    except ConfigError as err:
+        raise SetupError(str(err)) from None
+    return cfg
 
 
 def main(argv) -> None:
     from absl import flags
 
-    from monet_tf.console import quiet
-
     flags_ = flags.FLAGS
-    quiet(flags_["verbosity"].present, flags_.verbosity)
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         sys.exit(2)
@@ -506,10 +510,10 @@ def main(argv) -> None:
 
 def define_flags() -> None:
     from absl import flags
-    from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                    lock_config=True)
+    from monet_tf import cli
+
+    cli.define_config("config", None, "Experiment config file (configs/*.py).", lock_config=True)
     flags.DEFINE_string("config_json", None, "A run's resolved config.json instead of --config.")
     flags.DEFINE_string("topology", "v5e-8", "TPU slice: " + ", ".join(tpus.TOPOLOGIES))
     flags.DEFINE_string("programs", ",".join(PROGRAMS), "Comma list of " + ", ".join(PROGRAMS))
@@ -525,7 +529,7 @@ if __name__ == "__main__":
     from monet_tf.backend import select_backend_from_argv
 
     select_backend_from_argv(sys.argv, only="jax")
-    from absl import app
+    from monet_tf import cli
 
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,9 @@ from monet_tf import callbacks as cb
 from monet_tf import checkpoints as ckpt
 from monet_tf import data
 from monet_tf import submission
+from monet_tf.config_check import ConfigError, check, check_global_batch, parse_duration
 from monet_tf.export import export_generators
-from monet_tf.inception import resolve_weights
+from monet_tf.inception import InceptionWeightsError, resolve_weights
 from monet_tf.models import generator_multiple, total_steps
 from monet_tf.models.dcgan import fixed_noise
 from monet_tf.models.families import build_model, translates_photos
@@ -51,10 +51,6 @@ class TrainingStopped(RuntimeError):
         self.exit_code = exit_code
 
 
-class ConfigError(ValueError):
-    """A config value is malformed; the message names the flag."""
-
-
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint was left untouched."""
 
@@ -69,24 +65,6 @@ class TrainResult:
     epochs_planned: int = 0
     stopped_by_budget: bool = False
     model: object = None
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
-def parse_duration(text: str, flag: str = "--config.train.time_budget") -> float | None:
-    """Seconds in "4h30m", "90m", "45s" or "600"; None for "" (no limit)."""
-    text = str(text).strip().lower().replace(" ", "")
-    if not text:
-        return None
-    match = _DURATION.fullmatch(text)
-    if not match or not any(match.groups()):
-        raise ConfigError(f"{flag}={text!r} is not a duration: use e.g. 4h30m, 90m or 600s")
-    hours, minutes, seconds = (float(g or 0) for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ConfigError(f"{flag}={text!r} must be longer than zero")
-    return total
 
 
 def format_duration(seconds: float) -> str:
@@ -183,6 +161,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     elif not isinstance(runtime, Runtime):
         runtime = from_tf_strategy(runtime)
     strategy = runtime.tf_strategy
+    check(cfg, runtime.backend)
     ckpt.check_workdir(workdir)
     budget = parse_duration(cfg.train.time_budget)
     started = time.monotonic()
@@ -191,7 +170,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     # decoded for training, translated for the demo or submitted.
     photos = translates_photos(cfg.model.get("kind", "cyclegan"))
     if cfg.eval.every > 0:  # Hours later is too late to find there are no Inception weights.
-        resolve_weights(cfg.eval.inception_weights or "imagenet")
+        try:
+            resolve_weights(cfg.eval.inception_weights or "imagenet")
+        except InceptionWeightsError as err:
+            raise InceptionWeightsError(
+                f"--config.eval.every={cfg.eval.every}: MiFID needs InceptionV3 weights: {err} "
+                "Or train without scores: --config.eval.every=0.") from None
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
@@ -213,6 +197,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                               "(TFRecords or images), not TFDS")
         submission.preflight(sources.photo.spec, submission_path, cfg.submission)
     global_batch = cfg.train.batch_size * runtime.replicas
+    check_global_batch(cfg, runtime.replicas,
+                       data.train_photo_count(report) if photos else report.monet.count,
+                       "photos" if photos else "paintings")
     steps = data.steps_per_epoch(report, cfg.data, global_batch,
                                  domain="photo" if photos else "monet")
 

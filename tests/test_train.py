@@ -344,11 +344,3 @@ def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, wher
         assert steps == 1 and not list((tmp_path / "samples").glob("*.png"))
     noise = NOISE.findall(result.stdout + result.stderr)
     assert not noise, noise[:5]
-
-
-def test_bad_time_budget_is_refused_before_training(tmp_path):
-    result = run_train(tmp_path, "--config.train.time_budget=4 hours", timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: --config.train.time_budget='4hours' is not a duration: use e.g. 4h30m, 90m or 600s")
-    assert "Epoch" not in result.stdout

@@ -239,5 +239,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
+    from monet_tf import cli
+
     define_flags()
-    app.run(main)
+    cli.run(main)

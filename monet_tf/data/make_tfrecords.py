@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from monet_tf.data import records
 from monet_tf.data.images import decode_rgb, resize_square
@@ -71,7 +71,9 @@ def main(argv):
     try:
         paths = write_tfrecords(FLAGS.input, FLAGS.output, FLAGS.domain, FLAGS.shards)
     except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+        from monet_tf import cli
+
+        cli.fail(str(e))
     print(f"wrote {len(paths)} shards to {FLAGS.output}")
 
 
@@ -82,4 +84,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("shards", 1, "Number of shards.")
     flags.mark_flags_as_required(["input", "output", "domain"])
     FLAGS = flags.FLAGS
-    app.run(main)
+    from monet_tf import cli
+
+    cli.run(main)

@@ -11,8 +11,7 @@ import re
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
-
+from monet_tf.console import warn
 from monet_tf.data.images import decode_rgb
 from monet_tf.data.sources import DataError, DataSources, Source
 
@@ -89,7 +88,7 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
                     f"{_reason(e)}")
             if not skip:
                 raise DataError(what) from None
-            logging.warning("skipping the rest of %s from record %d: %s", path, index, e.message)
+            warn(f"skipping the rest of {path} from record {index}: {e.message}")
             bad.append((path, index))
             return names, bad, index
         try:
@@ -165,7 +164,6 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
         if not names:
             raise DataError(f"{source.describe()}: no usable images")
         if bad:
-            logging.warning("%s: skipped %d bad record(s) (skip_bad_records)", domain, len(bad))
             print(f"warning: {domain}: skipped {len(bad)} bad record(s): "
                   + ", ".join(f"{p}#{i}" for p, i in bad[:5]) + (" ..." if len(bad) > 5 else ""),
                   flush=True)

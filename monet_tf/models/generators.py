@@ -15,6 +15,7 @@ from monet_tf.models.layers import Initializers, ReflectionPadding2D, full_preci
 
 # The reference's names; any resnet_<n>blocks (n >= 1) builds too (the tests use resnet_2blocks).
 GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
+UPSAMPLES = ("transpose", "resize")  # Conv2DTranspose, or nearest-neighbour resize + conv.
 _RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
 # Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
 # ids that CUT uses (0, 4, 8, 12, 16): the padded input, the two downsampling convolutions and
@@ -46,8 +47,8 @@ def build_generator(
     U-Nets always need their exact size). dropout is used inside residual blocks / U-Net decoder.
     """
     _check_name(name)
-    if upsample not in ("transpose", "resize"):
-        raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
     if name.startswith("resnet"):
         blocks = int(_RESNET.fullmatch(name).group(1))
         return resnet_generator(
