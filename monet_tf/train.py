@@ -32,6 +32,7 @@ from monet_tf.inception import resolve_weights
 from monet_tf.models import generator_multiple, total_steps
 from monet_tf.models.dcgan import fixed_noise
 from monet_tf.models.families import build_model, translates_photos
+from monet_tf.precision_probe import ProbeShape
 from monet_tf.runtime import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
@@ -194,9 +195,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         resolve_weights(cfg.eval.inception_weights or "imagenet")
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(cfg.seed)
-    precision = runtime.precision(cfg.train.mixed_precision)
     jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
+    precision = runtime.precision(cfg.train.mixed_precision, ProbeShape.of(cfg, jit_compile))
+    keras.utils.set_random_seed(cfg.seed)  # After auto's probe on a CPU, which builds a network.
     print(f"{runtime.describe()}; precision {precision}; {xla_note}", flush=True)
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
