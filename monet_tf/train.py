@@ -249,7 +249,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         cfg.train.num_samples)
     wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
     tb_dir = os.path.join(workdir, "tensorboard")
-    stop = cb.StopOnSignal()
+    stop = cb.StopOnSignal(lambda: manager.latest)
     guard = cb.NonFiniteLossGuard()
     clock = cb.TimeBudget(started + budget if budget else math.inf)
     callbacks = [

@@ -133,6 +133,48 @@ def test_sigint_saves_before_exiting(tmp_path):
     assert_saved_before_exiting(tmp_path, proc, err, 130)
 
 
+NATIVE_WORK = """
+import numpy as np
+from monet_tf.callbacks import StopOnSignal
+
+StopOnSignal(lambda: "runs/x/checkpoints/ckpt-7").install()
+a = np.random.default_rng(0).standard_normal((6000, 6000))
+print("ready", flush=True)
+while True:
+    b = a @ a  # Seconds in BLAS with the GIL released: no Python handler runs meanwhile.
+"""
+
+
+def test_a_second_signal_exits_at_once_while_the_main_thread_is_in_native_code():
+    """As while XLA compiles or TensorFlow runs a long op: the main thread cannot run Python's
+    signal handlers, yet the second signal ends the process at once and says what is lost.
+    (The end-to-end twin, a JAX run compiling its step, is in tests/test_train_jax.py.)"""
+    proc = subprocess.Popen([sys.executable, "-c", NATIVE_WORK], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()[-3000:]
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # A Ctrl-C after the SIGTERM.
+        sent = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 20 s after the second signal")
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert took < 2, f"exited {took:.1f} s after the second signal"
+    assert "SIGTERM received: stopping after this step and saving a checkpoint" in out
+    assert err.strip().splitlines()[-1] == (
+        "second SIGINT: exiting now without saving; the steps since runs/x/checkpoints/ckpt-7 "
+        "are lost (a rerun resumes from it).")
+
+
 def _wait_for(condition, proc, timeout):
     deadline = time.monotonic() + timeout
     while not condition():
