@@ -170,6 +170,16 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def tensorboard_installed() -> bool:
+    """Whether tf.summary can write: its scalar and image summaries live in the tensorboard
+    package, which tensorflow(-cpu) 2.21 no longer installs."""
+    try:
+        from tensorboard.summary import v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 _JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -248,7 +248,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         data.eval_images(sources, report, "monet", cfg.data, cfg.train.num_samples),
         cfg.train.num_samples)
     wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
-    tb_dir = os.path.join(workdir, "tensorboard")
+    tb_dir = os.path.join(workdir, "tensorboard") if cb.tensorboard_installed() else None
+    if tb_dir is None:
+        print("warning: tensorboard is not installed: TensorBoard logs are off; "
+              "pip install tensorboard", file=sys.stderr, flush=True)
     stop = cb.StopOnSignal(lambda: manager.latest)
     guard = cb.NonFiniteLossGuard()
     clock = cb.TimeBudget(started + budget if budget else math.inf)
@@ -256,7 +259,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         cb.EpochProgbar(total_epochs), guard, stop, clock,
         *_score_callbacks(cfg, sources, report, model, workdir, strategy),
         keras.callbacks.CSVLogger(metrics_csv, append=True),
-        keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False),
+        *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
+          if tb_dir else []),
         cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
         cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
                       cfg.train.sample_every, tb_dir, wandb_run),
