@@ -227,9 +227,8 @@ class Bench:
             self.batch = batch
         else:
             for name in ("devices", "device_kind", "platform", "policy", "precision_probe",
-                         "global_batch",
-                         "conv_peak", "conv_what", "nominal_peak", "nominal_what",
-                         "distribution", "batch"):
+                         "global_batch", "conv_peak", "conv_what", "nominal_peak",
+                         "nominal_what", "distribution", "batch"):
                 setattr(self, name, getattr(like, name))
         devices, batch = self.devices, self.batch
 
