@@ -26,8 +26,10 @@ Flags:
                      with --platform cpu, N > 1 asks XLA for N host devices.
   --platform P       cpu | gpu | tpu; default: JAX's default backend
   --precision P      auto | float32 | mixed_bfloat16. auto: as monet_tf.runtime resolves it on
-                     JAX: mixed_bfloat16 on TPU and on GPUs of compute capability >= 8, else
-                     float32
+                     JAX: mixed_bfloat16 on TPU and on GPUs of compute capability >= 8, float32
+                     on other GPUs; on a CPU the faster of the two as monet_tf.precision_probe
+                     measures it on XLA:CPU (cached; its line on stderr, its record in the
+                     report's "precision_probe")
   --rounds R, --steps S, --block_seconds T   R timed blocks of S steps (S=0: sized to ~T s)
   --seed N           seed of the networks and the batch (default 0)
   --model KIND       cyclegan (default) | cut | fastcut: with cut or fastcut, CycleGAN and that
@@ -124,21 +126,25 @@ def nominal_peak(device_kind: str):
     return None, None
 
 
-def resolve_precision(precision: str, device) -> str:
-    """--precision as monet_tf.runtime.Runtime.precision resolves it on JAX (without importing
-    it: it imports TensorFlow)."""
-    if precision != "auto":
-        return precision
+def resolve_precision(args, device) -> tuple[str, dict | None]:
+    """(--precision as monet_tf.runtime.Runtime.precision resolves it on JAX, without importing
+    it: it imports TensorFlow; on a CPU `auto` runs the probe of monet_tf.precision_probe, whose
+    line goes to stderr and whose record comes back)."""
+    if args.precision != "auto":
+        return args.precision, None
     if device.platform == "tpu":
-        return "mixed_bfloat16"
+        return "mixed_bfloat16", None
     if device.platform == "gpu":
         try:
             capability = float(getattr(device, "compute_capability", 0.0))
         except (TypeError, ValueError):
             capability = 0.0
-        if capability >= 8.0:
-            return "mixed_bfloat16"
-    return "float32"
+        return ("mixed_bfloat16" if capability >= 8.0 else "float32"), None
+    from monet_tf.precision_probe import ProbeShape, cpu_precision, probe_size
+
+    probe = cpu_precision("jax", ProbeShape(args.ngf, probe_size(args.image_size)))
+    print(probe.describe(), file=sys.stderr, flush=True)
+    return probe.choice, probe.as_config()
 
 
 def conv_peak(device, dtype: str) -> tuple[float, str]:
@@ -197,7 +203,7 @@ class Bench:
             self.devices = devices
             self.device_kind = devices[0].device_kind
             self.platform = devices[0].platform
-            self.policy = resolve_precision(args.precision, devices[0])
+            self.policy, self.precision_probe = resolve_precision(args, devices[0])
             self.global_batch = args.batch * len(devices)
             compute_dtype = "bfloat16" if self.policy == "mixed_bfloat16" else "float32"
             self.conv_peak, self.conv_what = conv_peak(devices[0], compute_dtype)
@@ -221,9 +227,9 @@ class Bench:
                 batch = tuple(jax.device_put(x) for x in batch)
             self.batch = batch
         else:
-            for name in ("devices", "device_kind", "platform", "policy", "global_batch",
-                         "conv_peak", "conv_what", "nominal_peak", "nominal_what",
-                         "distribution", "batch"):
+            for name in ("devices", "device_kind", "platform", "policy", "precision_probe",
+                         "global_batch", "conv_peak", "conv_what", "nominal_peak",
+                         "nominal_what", "distribution", "batch"):
                 setattr(self, name, getattr(like, name))
         devices, batch = self.devices, self.batch
 
@@ -291,6 +297,7 @@ class Bench:
 
         return {"device_kind": self.device_kind, "platform": self.platform,
                 "devices": len(self.devices), "policy": self.policy,
+                "precision_probe": self.precision_probe,
                 "global_batch": self.global_batch, "ndf": self.ndf, "model": self.kind,
                 "first_call_s": self.first_call_s, "flops": self.flops, "loss": self.loss,
                 "params": self.params,

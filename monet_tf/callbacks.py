@@ -12,8 +12,11 @@ import csv
 import math
 import os
 import signal
+import socket
+import threading
 import time
 import weakref
+from typing import Callable
 
 import keras
 import matplotlib
@@ -70,33 +73,79 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Turns SIGINT/SIGTERM into a clean stop after the current step, so the loop can checkpoint.
+    """The first SIGINT/SIGTERM stops training after the current step, so the loop can save a
+    checkpoint; a second one exits at once, non-zero, saying that nothing more was saved.
 
-    A second signal of the same kind falls back to the default behaviour (immediate exit).
+    Python runs a signal handler only when its main thread is between bytecodes, so while that
+    thread is in native code (XLA compiling the step, a long TensorFlow op) the handler waits,
+    and two signals there fold into one. The signal numbers are therefore also written to a
+    socket (signal.set_wakeup_fd, from C, one byte per signal as it arrives) that a daemon
+    thread reads and counts: XLA and TensorFlow release the GIL while they work, so it answers
+    at once. The Python handler only marks the stop, so that a signal sent from the main thread
+    stops the step it arrived in, as before. `last_checkpoint` names the checkpoint a rerun
+    would resume from (None: none yet).
     """
 
-    def __init__(self):
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, last_checkpoint: Callable[[], str | None] = lambda: None):
         super().__init__()
         self.signal_name: str | None = None
+        self.last_checkpoint = last_checkpoint
         self._previous: dict[int, object] = {}
+        self._previous_wakeup_fd = -1
+        self._sockets: tuple[socket.socket, socket.socket] | None = None
+        self._count = 0
 
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        """Call from the main thread (Python's rule for signal handlers)."""
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._sockets = (reader, writer)
+        for signum in self.SIGNALS:
+            # Installing a Python handler is also what makes C write to the wakeup fd.
             self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(),
+                                                        warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(reader,), name="monet_tf signals",
+                         daemon=True).start()
 
     def uninstall(self) -> None:
+        if self._sockets is None:
+            return
+        signal.set_wakeup_fd(self._previous_wakeup_fd)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+        reader, writer = self._sockets
+        writer.close()  # The watching thread reads end-of-file and ends; then the reader closes.
+        self._sockets = None
 
-    def _handle(self, signum, frame):
-        if self.signal_name is not None:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+    def _watch(self, reader: socket.socket) -> None:
+        with reader:
+            while data := reader.recv(64):
+                for signum in data:
+                    if signum in self.SIGNALS:
+                        self._received(signal.Signals(signum).name, signum)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+
+    def _received(self, name: str, signum: int) -> None:
+        self._count += 1
+        if self._count == 1:
+            if self.signal_name is None:
+                self.signal_name = name
+            print(f"\n{name} received: stopping after this step and saving a checkpoint "
+                  "(send it again to exit at once without saving).", flush=True)
             return
-        self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name} received: stopping after this step and saving a checkpoint.",
-              flush=True)
+        last = self.last_checkpoint()
+        lost = (f"the steps since {last} are lost (a rerun resumes from it)" if last else
+                "no checkpoint was saved yet (a rerun starts from the beginning)")
+        # Straight to fd 2 and out: no lock that the main thread might hold is taken.
+        os.write(2, f"\nsecond {name}: exiting now without saving; {lost}.\n".encode())
+        os._exit(130 if signum == signal.SIGINT else 143)
 
     @property
     def requested(self) -> bool:
@@ -119,6 +168,16 @@ class TimeBudget(keras.callbacks.Callback):
         if time.monotonic() >= self.deadline:
             self.reached = True
             self.model.stop_training = True
+
+
+def tensorboard_installed() -> bool:
+    """Whether tf.summary can write: its scalar and image summaries live in the tensorboard
+    package, which tensorflow(-cpu) 2.21 no longer installs."""
+    try:
+        from tensorboard.summary import v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 _JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -91,10 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
     # where it is slower). Never under Mirrored/multi-worker strategies (keras#21366, #19005);
     # under TPUStrategy, and always on JAX, the step is one XLA program anyway.
     c.train.jit_compile = "auto"
-    # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU, on GPUs of
-    # compute capability >= 8.0 and on CPUs with native bfloat16 (AVX512-BF16, AMX);
-    # mixed_float16 with dynamic loss scaling on 7.x GPUs (T4, V100; TensorFlow only); else
-    # float32.
+    # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU and on GPUs
+    # of compute capability >= 8.0; mixed_float16 with dynamic loss scaling on 7.x GPUs (T4,
+    # V100; TensorFlow only); on a CPU whichever of float32 and mixed_bfloat16 ran a probe of
+    # the generator's layers faster there (monet_tf.precision_probe: measured once per machine,
+    # cached); else float32.
     c.train.mixed_precision = "auto"
     c.train.checkpoint_every = 1  # Epochs between checkpoints (one is always written at the end).
     # Wall-clock limit for training in this process, e.g. "4h30m", "90m", "600s" (empty: none).

@@ -15,6 +15,7 @@ import os
 import keras
 
 from monet_tf import strategy as tf_strategies
+from monet_tf.precision_probe import ProbeResult, ProbeShape, cpu_precision
 from monet_tf.strategy import POLICIES, StrategyError
 
 # Environment variables that mean "this process is one of several hosts" (Cloud TPU pods set
@@ -35,25 +36,37 @@ class Runtime:
     distribution: object | None = None  # keras.distribution.DataParallel on JAX, >1 device
     device_kind: str = "cpu"
     compute_capability: float | None = None  # GPU only
+    precision_probe: ProbeResult | None = None  # What `auto` measured on a CPU.
 
     def scope(self):
         if self.tf_strategy is not None:
             return self.tf_strategy.scope()
         return contextlib.nullcontext()
 
-    def precision(self, policy: str) -> str:
-        """train.mixed_precision -> the Keras dtype policy, set globally (before building)."""
+    def precision(self, policy: str, probe: ProbeShape | None = None) -> str:
+        """train.mixed_precision -> the Keras dtype policy, set globally (before building).
+
+        `auto` on a CPU times the probe network (`probe`: the config's, ProbeShape.of) in
+        float32 and bfloat16 on this backend, once per machine (monet_tf.precision_probe), and
+        prints both timings and the choice."""
         if policy not in POLICIES:
             raise StrategyError(f"mixed_precision={policy!r} is not one of {', '.join(POLICIES)}")
-        if self.backend == "tensorflow":
-            return tf_strategies.set_mixed_precision(policy, self.tf_strategy)
-        if policy == "mixed_float16":
+        if self.backend != "tensorflow" and policy == "mixed_float16":
             raise StrategyError(
                 "--config.train.mixed_precision=mixed_float16 needs loss scaling, which monet_tf "
                 "does on the TensorFlow backend only; on JAX use mixed_bfloat16 or float32")
-        if policy == "auto":  # No loss scaling on JAX: float32 on 7.x GPUs.
+        if policy == "auto":
+            cpu_bfloat16 = False
+            if self.device_kind == "cpu":
+                self.precision_probe = cpu_precision(self.backend, probe or ProbeShape())
+                print(self.precision_probe.describe(), flush=True)
+                cpu_bfloat16 = self.precision_probe.choice == "mixed_bfloat16"
+            # No loss scaling on JAX: float32 on 7.x GPUs.
             policy = tf_strategies.auto_precision(self.device_kind, self.compute_capability,
-                                                  loss_scaling=False)
+                                                  cpu_bfloat16,
+                                                  loss_scaling=self.backend == "tensorflow")
+        if self.backend == "tensorflow":
+            return tf_strategies.set_mixed_precision(policy, self.tf_strategy)
         keras.config.set_dtype_policy(policy)
         return policy
 
@@ -81,9 +94,12 @@ class Runtime:
 
     def as_config(self) -> dict:
         """What config.json records under `runtime`."""
-        return {"backend": self.backend, "strategy": self.strategy_name,
-                "device_kind": self.device_kind, "devices": list(self.devices),
-                "replicas": self.replicas}
+        recorded = {"backend": self.backend, "strategy": self.strategy_name,
+                     "device_kind": self.device_kind, "devices": list(self.devices),
+                     "replicas": self.replicas}
+        if self.precision_probe is not None:
+            recorded["precision_probe"] = self.precision_probe.as_config()
+        return recorded
 
 
 def make_runtime(strategy: str = "cpu", tpu: str = "local", cpu_replicas: int = 1) -> Runtime:

@@ -106,9 +106,10 @@ def _logical_cpus(n: int) -> list[str]:
 
 
 def cpu_has_native_bfloat16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), so oneDNN's bfloat16
-    convolutions beat float32 (the training step runs 1.4-1.8x faster on an AVX512-BF16 EPYC:
-    bench/train_step.py). Read from /proc/cpuinfo; False where that does not exist."""
+    """True when the CPU lists a native bfloat16 instruction set (AVX512-BF16 or AMX). A flag is
+    not speed: on a Xeon with AVX512-BF16 but no AMX bfloat16 training ran at 0.63x float32, so
+    `auto` measures instead (monet_tf.precision_probe). Read from /proc/cpuinfo; False where that
+    does not exist."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -171,7 +172,7 @@ def auto_precision(device_kind: str, compute_capability: float | None = None,
     TPU: mixed_bfloat16. GPU: mixed_bfloat16 from compute capability 8.0 (Ampere on; no loss
     scaling needed), mixed_float16 with loss scaling on 7.x (V100, T4: float16 tensor cores but
     no bfloat16), float32 below or where loss scaling is unavailable (JAX). CPU: mixed_bfloat16
-    with native bfloat16, else float32.
+    when it was measured faster here (cpu_bfloat16: monet_tf.precision_probe), else float32.
     """
     if device_kind == "tpu":
         return "mixed_bfloat16"
@@ -195,8 +196,11 @@ def gpu_compute_capability() -> float | None:
     return float(f"{major}.{minor}")
 
 
-def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
-    """Sets Keras' global dtype policy and returns its name; auto as in auto_precision.
+def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy,
+                        cpu_bfloat16: bool = False) -> str:
+    """Sets Keras' global dtype policy and returns its name; auto as in auto_precision, where
+    cpu_bfloat16 says whether bfloat16 was measured faster on this CPU (monet_tf.runtime
+    measures it).
 
     Set it before building the models. Under mixed_float16 CycleGAN.compile turns on dynamic
     loss scaling (one scale per loss); networks end in float32 layers and losses are computed
@@ -208,8 +212,7 @@ def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy) -> str:
         if kind_of(strategy) == "tpu":
             policy = auto_precision("tpu")
         else:
-            policy = auto_precision(_host_device_kind(), gpu_compute_capability(),
-                                    cpu_has_native_bfloat16())
+            policy = auto_precision(_host_device_kind(), gpu_compute_capability(), cpu_bfloat16)
     keras.config.set_dtype_policy(policy)
     log.info("mixed precision policy: %s", policy)
     return policy

@@ -32,6 +32,7 @@ from monet_tf.inception import InceptionWeightsError, resolve_weights
 from monet_tf.models import generator_multiple, total_steps
 from monet_tf.models.dcgan import fixed_noise
 from monet_tf.models.families import build_model, translates_photos
+from monet_tf.precision_probe import ProbeShape
 from monet_tf.runtime import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
@@ -178,9 +179,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 "Or train without scores: --config.eval.every=0.") from None
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(cfg.seed)
-    precision = runtime.precision(cfg.train.mixed_precision)
     jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
+    precision = runtime.precision(cfg.train.mixed_precision, ProbeShape.of(cfg, jit_compile))
+    keras.utils.set_random_seed(cfg.seed)  # After auto's probe on a CPU, which builds a network.
     print(f"{runtime.describe()}; precision {precision}; {xla_note}", flush=True)
 
     sources = data.find_sources(cfg.data.data_dir, cfg.data.monet, cfg.data.photo)
@@ -234,15 +235,19 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         data.eval_images(sources, report, "monet", cfg.data, cfg.train.num_samples),
         cfg.train.num_samples)
     wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
-    tb_dir = os.path.join(workdir, "tensorboard")
-    stop = cb.StopOnSignal()
+    tb_dir = os.path.join(workdir, "tensorboard") if cb.tensorboard_installed() else None
+    if tb_dir is None:
+        print("warning: tensorboard is not installed: TensorBoard logs are off; "
+              "pip install tensorboard", file=sys.stderr, flush=True)
+    stop = cb.StopOnSignal(lambda: manager.latest)
     guard = cb.NonFiniteLossGuard()
     clock = cb.TimeBudget(started + budget if budget else math.inf)
     callbacks = [
         cb.EpochProgbar(total_epochs), guard, stop, clock,
         *_score_callbacks(cfg, sources, report, model, workdir, strategy),
         keras.callbacks.CSVLogger(metrics_csv, append=True),
-        keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False),
+        *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
+          if tb_dir else []),
         cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
         cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
                       cfg.train.sample_every, tb_dir, wandb_run),

@@ -136,9 +136,15 @@ def test_models_and_the_jax_step_import_and_train_without_tensorflow():
     ("gpu", 7.5, "float32"),  # T4: no bfloat16; float16 loss scaling is TensorFlow's only
     ("cpu", None, "float32"),
 ])
-def test_jax_auto_precision_follows_the_device(kind, capability, expected):
+def test_jax_auto_precision_follows_the_device(kind, capability, expected, monkeypatch,
+                                               tmp_path):
     import keras
 
+    from monet_tf import precision_probe
+
+    # A CPU's choice is measured (tests/test_precision_probe.py): here float32 is the faster.
+    monkeypatch.setenv(precision_probe.PRECISION_CACHE_ENV, str(tmp_path / "precision.json"))
+    monkeypatch.setattr(precision_probe, "measure_step", lambda backend, shape: (1.0, 2.0))
     runtime = Runtime("jax", kind, [f"{kind}:0"], 1, device_kind=kind, compute_capability=capability)
     try:
         assert runtime.precision("auto") == expected

@@ -42,7 +42,10 @@ def test_step_jax_standalone_reports_rate_flops_and_peak_without_tensorflow():
     assert len(lines) == 1, out
     report = json.loads(lines[0][len("result "):])
     assert report["platform"] == "cpu" and report["devices"] == 1
-    assert report["policy"] == "float32" and report["global_batch"] == 1
+    # --precision auto: on a CPU the faster of the two as the probe measured it on XLA:CPU.
+    probe = report["precision_probe"]
+    assert probe["float32_ms"] > 0 and probe["bfloat16_ms"] > 0
+    assert report["policy"] == probe["choice"] and report["global_batch"] == 1
     assert report["pairs_per_s"] > 0 and report["first_call_s"] > 0
     assert report["flops"] > 1e9  # XLA's count of the 32 px step: ~1.8 GFLOP.
     assert report["conv_peak_flops"] > 0 and report["peak_flops"] > 0

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from monet_tf import precision_probe
 from monet_tf.config import base_config
 from monet_tf.models.cyclegan import METRICS
+from monet_tf.precision_probe import ProbeShape
 from tests import wandb_records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -80,19 +82,35 @@ def test_unwritable_workdir_is_reported_before_training(tmp_path):
     assert time.monotonic() - started < 120
 
 
+# tests/tiny_config.py's precision probe as issue 19's Xeon timed it: bfloat16 the slower.
+CACHED_PROBE = {"float32_ms": 12.0, "bfloat16_ms": 19.0, "measured": "2025-01-02"}
+
+
 @pytest.fixture(scope="module")
 def wandb_run(tmp_path_factory):
-    """One epoch of the tiny CycleGAN logged to wandb offline: the wandb test reads it, and the
-    NaN test resumes a copy of it."""
+    """One epoch of the tiny CycleGAN logged to wandb offline, with tensorboard unimportable
+    (as under tensorflow-cpu 2.21, which no longer installs it) and `auto` precision, whose
+    probe this machine has cached (CACHED_PROBE): the wandb, TensorBoard and precision tests
+    read it, and the NaN test resumes a copy of it."""
     workdir = tmp_path_factory.mktemp("wandb_run")
+    shim = tmp_path_factory.mktemp("no_tensorboard")
+    (shim / "sitecustomize.py").write_text('import sys\nsys.modules["tensorboard"] = None\n')
+    cache = shim / "precision.json"
+    key = precision_probe.cache_key(
+        "tensorflow", ProbeShape.of(runpy.run_path(str(TINY))["get_config"]()))
+    cache.write_text(json.dumps({"probes": {key: CACHED_PROBE}}))
     result = run_train(workdir, "--wandb", "--wandb_project=monet_tf_test",
-                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0", "--verbosity=0")
-    return workdir, result
+                       "--wandb_run_name=tiny", "--config.train.decay_epochs=0",
+                       "--config.train.mixed_precision=auto", "--verbosity=0",
+                       PYTHONPATH=os.pathsep.join((str(shim), str(REPO),
+                                                   os.environ.get("PYTHONPATH", ""))),
+                       MONET_TF_PRECISION_CACHE=str(cache))
+    return workdir, result, cache
 
 
 @pytest.mark.xdist_group("wandb_run")
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, wandb_run):
-    first, result = wandb_run
+    first, result, _ = wandb_run
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(first, tmp_path, dirs_exist_ok=True)
     before = _files_digest(tmp_path / "checkpoints")
@@ -131,6 +149,48 @@ def test_sigint_saves_before_exiting(tmp_path):
     """SIGTERM's twin is in the end-to-end test, which resumes from it."""
     proc, err = interrupt(tmp_path, signal.SIGINT, "--config.train.epochs=50")
     assert_saved_before_exiting(tmp_path, proc, err, 130)
+
+
+NATIVE_WORK = """
+import numpy as np
+from monet_tf.callbacks import StopOnSignal
+
+StopOnSignal(lambda: "runs/x/checkpoints/ckpt-7").install()
+a = np.random.default_rng(0).standard_normal((6000, 6000))
+print("ready", flush=True)
+while True:
+    b = a @ a  # Seconds in BLAS with the GIL released: no Python handler runs meanwhile.
+"""
+
+
+def test_a_second_signal_exits_at_once_while_the_main_thread_is_in_native_code():
+    """As while XLA compiles or TensorFlow runs a long op: the main thread cannot run Python's
+    signal handlers, yet the second signal ends the process at once and says what is lost.
+    (The end-to-end twin, a JAX run compiling its step, is in tests/test_train_jax.py.)"""
+    proc = subprocess.Popen([sys.executable, "-c", NATIVE_WORK], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()[-3000:]
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # A Ctrl-C after the SIGTERM.
+        sent = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 20 s after the second signal")
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert took < 2, f"exited {took:.1f} s after the second signal"
+    assert "SIGTERM received: stopping after this step and saving a checkpoint" in out
+    assert err.strip().splitlines()[-1] == (
+        "second SIGINT: exiting now without saving; the steps since runs/x/checkpoints/ckpt-7 "
+        "are lost (a rerun resumes from it).")
 
 
 def _wait_for(condition, proc, timeout):
@@ -250,7 +310,7 @@ NOISE = re.compile(r"^[IWE]\d{4} |All log messages before absl|Sharding callback
 
 @pytest.mark.xdist_group("wandb_run")
 def test_wandb_offline_logs_metrics(wandb_run):
-    tmp_path, result = wandb_run
+    tmp_path, result, _ = wandb_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Sharding callback duration" in result.stderr  # --verbosity=0 shows absl INFO lines
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -261,6 +321,40 @@ def test_wandb_offline_logs_metrics(wandb_run):
     assert [row["_step"] for row in epoch_rows] == [1], rows  # one epoch, logged at step 1
     assert all(np.isfinite(row[key]) for row in epoch_rows for key in METRICS)
     assert any(key.startswith("samples/") for row in epoch_rows for key in row), rows
+
+
+@pytest.mark.xdist_group("wandb_run")
+def test_without_tensorboard_training_logs_everything_else(wandb_run):
+    workdir, result, _ = wandb_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TBNotInstalledError" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "tensorboard" in line.lower()]
+    assert warnings == ["warning: tensorboard is not installed: TensorBoard logs are off; "
+                        "pip install tensorboard"], warnings
+    assert not (workdir / "tensorboard").exists()
+    with open(workdir / "metrics.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+    for path in ("loss_curves.png", "samples/epoch_0001.png", "checkpoints/checkpoint",
+                 "export/photo_to_monet/saved_model.pb"):
+        assert (workdir / path).exists(), path
+    # wandb too: tests/test_train.py::test_wandb_offline_logs_metrics reads the same run.
+
+
+@pytest.mark.xdist_group("wandb_run")
+def test_auto_precision_on_a_cpu_takes_the_cached_measurement(wandb_run):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: auto follows its compute capability")
+    workdir, result, cache = wandb_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    cpu = precision_probe.cpu_model()
+    assert (f"precision auto on CPU {cpu}: float32 12.0 ms, bfloat16 19.0 ms per probe step -> "
+            f"float32 (cached from 2025-01-02 in {cache})") in result.stdout, result.stdout
+    assert "; precision float32; XLA off" in result.stdout
+    runtime = json.loads((workdir / "config.json").read_text())["runtime"]
+    assert runtime["precision"] == "float32"
+    assert runtime["precision_probe"] == {"choice": "float32", "float32_ms": 12.0,
+                                          "bfloat16_ms": 19.0, "cpu": cpu,
+                                          "measured": "2025-01-02", "cached": True}
 
 
 @pytest.mark.slow

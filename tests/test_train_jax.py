@@ -7,8 +7,10 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -157,6 +159,52 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
     diff, spread = (int(v) for v in line.rsplit(" ", 2)[1:])
     assert diff <= 1, line
     assert spread > 1, line  # Not a blank image on both sides.
+
+
+@pytest.mark.parametrize("first, second", [(signal.SIGTERM, signal.SIGTERM),
+                                           (signal.SIGINT, signal.SIGINT)],
+                         ids=["sigterm_twice", "sigint_twice"])
+def test_a_second_signal_exits_at_once_while_xla_compiles_the_step(tmp_path, first, second):
+    """The first signal asks for a save after the current step; the second, a second later
+    while XLA:CPU still compiles the first step (many seconds on 2 cores, the persistent compile
+    cache off), ends the run at once, non-zero, saying that nothing was saved. XLA writes the
+    step's HLO to --xla_dump_to as it starts compiling it: that is when the signals go."""
+    dump = tmp_path / "xla_dump"
+    env = _env(JAX_ENABLE_COMPILATION_CACHE="false",
+               XLA_FLAGS=f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_step.*")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"), f"--config={TINY}",
+                             f"--workdir={workdir}", "--backend=jax"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(dump.glob("*train_step*before_optimizations*")):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "XLA never started compiling the train step"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(first)
+        time.sleep(1)
+        proc.send_signal(second)
+        sent = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 120 s after the second signal")
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == (130 if second == signal.SIGINT else 143), err[-3000:]
+    assert took < 5, f"exited {took:.1f} s after the second signal"
+    assert f"{signal.Signals(first).name} received: stopping after this step" in out, out
+    assert err.strip().splitlines()[-1] == (
+        f"second {signal.Signals(second).name}: exiting now without saving; no checkpoint was "
+        "saved yet (a rerun starts from the beginning)."), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert not (workdir / "checkpoints").exists()  # Still compiling: no step, nothing saved.
 
 
 def _readme_jax_command() -> list[str]:
