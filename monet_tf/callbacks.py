@@ -69,15 +69,22 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 return
 
 
+def _alone(flag: bool) -> bool:
+    return flag
+
+
 class StopOnSignal(keras.callbacks.Callback):
     """Turns SIGINT/SIGTERM into a clean stop after the current step, so the loop can checkpoint.
 
     A second signal of the same kind falls back to the default behaviour (immediate exit).
+    `agree(flag)`: True on every process of the run when True on any (Runtime.any_process), so
+    that all stop after the same step however far apart the signals reach them.
     """
 
-    def __init__(self):
+    def __init__(self, agree=_alone):
         super().__init__()
         self.signal_name: str | None = None
+        self.agree = agree
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -86,7 +93,9 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # None: a handler installed outside Python (JAX's preemption notifier); the
+            # default is the closest Python can restore.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
 
     def _handle(self, signum, frame):
@@ -102,21 +111,30 @@ class StopOnSignal(keras.callbacks.Callback):
     def requested(self) -> bool:
         return self.signal_name is not None
 
+    def agreed(self) -> bool:
+        """Whether any process of the run got a signal (each calls this at the same point)."""
+        if self.agree(self.requested):
+            self.signal_name = self.signal_name or "SIGTERM to another process"
+            return True
+        return False
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.requested:
+        if self.agreed():
             self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training after the step during which `deadline` (time.monotonic()) passed."""
+    """Stops training after the step during which `deadline` (time.monotonic()) passed (on any
+    process of the run: `agree` as for StopOnSignal)."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, agree=_alone):
         super().__init__()
         self.deadline = deadline
+        self.agree = agree
         self.reached = False
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() >= self.deadline:
+        if self.agree(time.monotonic() >= self.deadline):
             self.reached = True
             self.model.stop_training = True
 
@@ -124,8 +142,15 @@ class TimeBudget(keras.callbacks.Callback):
 _JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _on_this_host(value):
+    """A variable's value usable by a program of this process alone: the value itself, or, when
+    it lives on every process's devices (a multi-process run), this process's replica of it."""
+    return value if getattr(value, "is_fully_addressable", True) else np.asarray(value)
+
+
 def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
-    """Runs a generator in inference mode and returns float32 numpy in [-1, 1].
+    """Runs a generator in inference mode on this process's devices and returns float32 numpy
+    in [-1, 1] (so process 0 of a multi-process run draws grids alone).
 
     On JAX through one jitted stateless call per generator: called eagerly, every op would be
     compiled on its own the first time (tens of seconds on a CPU, per run).
@@ -140,8 +165,9 @@ def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
             return generator.stateless_call(trainable, non_trainable, x, training=False)[0]
 
         _JAX_INFERENCE[generator] = jax.jit(infer)
-    outputs = _JAX_INFERENCE[generator]([v.value for v in generator.trainable_variables],
-                                        [v.value for v in generator.non_trainable_variables], images)
+    outputs = _JAX_INFERENCE[generator](
+        [_on_this_host(v.value) for v in generator.trainable_variables],
+        [_on_this_host(v.value) for v in generator.non_trainable_variables], images)
     return np.asarray(outputs, dtype=np.float32)
 
 
