@@ -9,10 +9,15 @@ With no flags: the small demo config on the bundled sample, on CPU, in a few min
   python run_train.py --config=configs/demo.py --config.train.epochs=3 --workdir=runs/try
   python run_train.py --verbosity=0                     # with TensorFlow's and XLA's INFO logs
   python run_train.py --config=configs/kaggle_tpu.py --dry_run   # a few steps, and the full plan
+  # one of N processes (JAX; on TensorFlow, TF_CONFIG names them); python -m monet_tf.launch
+  # starts N on this machine
+  python run_train.py --backend=jax --num_processes=2 --process_id=0 --coordinator_address=H:P
 
 Rerunning the same command with the same --workdir resumes from the latest checkpoint.
 """
 
+import hashlib
+import json
 import os
 import pathlib
 import sys
@@ -22,6 +27,7 @@ import time
 from absl import app, flags
 
 from monet_tf import cli
+from monet_tf import cluster as clusters
 from monet_tf.backend import BACKEND_HELP, BackendError, select_backend
 from monet_tf.console import quiet
 
@@ -54,6 +60,21 @@ _COMPILE_FOR = flags.DEFINE_string(
 _COMPILE_EFFORT = flags.DEFINE_enum(
     "compile_effort", "default", ["default", "fast"], "With --compile_for: XLA's optimisation "
     "effort; fast takes about half the time, its memory figures a less optimised program's.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes of a multi-host run, one per host, the same on each "
+    "(JAX; default KERAS_DISTRIBUTION_NUM_PROCESSES; TensorFlow: the workers of TF_CONFIG).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 to --num_processes - 1; 0 writes the files "
+    "(default KERAS_DISTRIBUTION_PROCESS_ID).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, the same on every process (default "
+    "the first of KERAS_DISTRIBUTION_JOB_ADDRESSES, or JAX_COORDINATOR_ADDRESS).")
+_COORDINATOR_TIMEOUT = flags.DEFINE_float(
+    "coordinator_timeout", clusters.DEFAULT_TIMEOUT_S,
+    "Seconds every process waits for the others to start before giving up.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_float(
+    "heartbeat_timeout", clusters.DEFAULT_HEARTBEAT_S,
+    "Seconds of silence after which a process of the run counts as lost and the others stop.")
 _WANDB = flags.DEFINE_bool("wandb", False, "Log to Weights & Biases (respects WANDB_MODE).")
 _WANDB_PROJECT = flags.DEFINE_string("wandb_project", None, "wandb project.")
 _WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "wandb entity (team or user).")
@@ -93,7 +114,7 @@ def main(argv):
     from monet_tf.data.sources import KAGGLE_INPUT
     from monet_tf.inception import InceptionWeightsError
     from monet_tf.submission import SubmissionError
-    from monet_tf.runtime import make_runtime
+    from monet_tf.runtime import make_runtime, stop_for_lost
     from monet_tf.strategy import StrategyError
     from monet_tf.train import TrainingDiverged, TrainingStopped, format_duration, train
 
@@ -142,18 +163,37 @@ def main(argv):
                   "The full size is proven for the TPU by --compile_for (XLA:TPU).", flush=True)
     print(f"workdir: {os.path.abspath(workdir)}", flush=True)
 
+    runtime = None
     try:
-        runtime = make_runtime(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value)
+        cluster = clusters.from_settings(backend, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                         _COORDINATOR.value, _COORDINATOR_TIMEOUT.value,
+                                         _HEARTBEAT_TIMEOUT.value)
+        if cluster.multi and _DRY_RUN.value:
+            raise clusters.ClusterError("--dry_run runs on one process: drop --num_processes "
+                                        "(and TF_CONFIG)")
+        if cluster.multi:
+            print(f"this is {cluster.describe()}", flush=True)
+        runtime = make_runtime(_STRATEGY.value, tpu=_TPU.value, cpu_replicas=_CPU_REPLICAS.value,
+                               cluster=cluster, run=_run_digest(cfg, backend, workdir))
         result = train(cfg, workdir, runtime)
     except (ConfigError, DataError, InceptionWeightsError, StrategyError, SubmissionError,
-            WorkdirError) as e:  # Bad input: said before any training.
+            WorkdirError, clusters.ClusterError) as e:  # Bad input: said before any training.
+        _leave(runtime)
         cli.fail(str(e))
     except TrainingStopped as e:
+        _leave(runtime)
         print(e, file=sys.stderr)
         sys.exit(e.exit_code)
     except TrainingDiverged as e:
+        _leave(runtime)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+    except Exception as e:  # A process of the run lost: one line naming it, else the traceback.
+        lost = runtime.lost_processes(e) if runtime is not None else []
+        if not lost:
+            raise
+        stop_for_lost(lost, runtime.processes, runtime.process_index)
+    _leave(runtime)
     if result.stopped_by_budget:
         print(f"done within the time budget: {result.epochs_done} of {result.epochs_planned} "
               f"epochs, {result.steps_done} steps; generators exported to {result.export_dir}")
@@ -168,6 +208,18 @@ def main(argv):
         else:
             print(f"memory: not measured on the reduced copy ({reduced}); --compile_for gives "
                   "XLA:TPU's per-chip figures of the full size")
+
+
+def _leave(runtime) -> None:
+    if runtime is not None:
+        runtime.leave()
+
+
+def _run_digest(cfg, backend: str, workdir: str) -> str:
+    """What every process of a run must agree on before starting: the flags and the config."""
+    run = {"backend": backend, "strategy": _STRATEGY.value, "cpu_replicas": _CPU_REPLICAS.value,
+           "workdir": workdir, "config": json.loads(cfg.to_json_best_effort())}
+    return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
 
 
 if __name__ == "__main__":

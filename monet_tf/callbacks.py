@@ -72,6 +72,10 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 return
 
 
+def _alone(flag: bool) -> bool:
+    return flag
+
+
 class StopOnSignal(keras.callbacks.Callback):
     """The first SIGINT/SIGTERM stops training after the current step, so the loop can save a
     checkpoint; a second one exits at once, non-zero, saying that nothing more was saved.
@@ -83,15 +87,18 @@ class StopOnSignal(keras.callbacks.Callback):
     thread reads and counts: XLA and TensorFlow release the GIL while they work, so it answers
     at once. The Python handler only marks the stop, so that a signal sent from the main thread
     stops the step it arrived in, as before. `last_checkpoint` names the checkpoint a rerun
-    would resume from (None: none yet).
+    would resume from (None: none yet). `agree(flag)`: True on every process of the run when
+    True on any (Runtime.any_process), so that all stop after the same step however far apart
+    the signals reach them.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, last_checkpoint: Callable[[], str | None] = lambda: None):
+    def __init__(self, last_checkpoint: Callable[[], str | None] = lambda: None, agree=_alone):
         super().__init__()
         self.signal_name: str | None = None
         self.last_checkpoint = last_checkpoint
+        self.agree = agree
         self._previous: dict[int, object] = {}
         self._previous_wakeup_fd = -1
         self._sockets: tuple[socket.socket, socket.socket] | None = None
@@ -115,7 +122,9 @@ class StopOnSignal(keras.callbacks.Callback):
             return
         signal.set_wakeup_fd(self._previous_wakeup_fd)
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # None: a handler installed outside Python (JAX's preemption notifier); the
+            # default is the closest Python can restore.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
         reader, writer = self._sockets
         writer.close()  # The watching thread reads end-of-file and ends; then the reader closes.
@@ -151,21 +160,30 @@ class StopOnSignal(keras.callbacks.Callback):
     def requested(self) -> bool:
         return self.signal_name is not None
 
+    def agreed(self) -> bool:
+        """Whether any process of the run got a signal (each calls this at the same point)."""
+        if self.agree(self.requested):
+            self.signal_name = self.signal_name or "SIGTERM to another process"
+            return True
+        return False
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.requested:
+        if self.agreed():
             self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training after the step during which `deadline` (time.monotonic()) passed."""
+    """Stops training after the step during which `deadline` (time.monotonic()) passed (on any
+    process of the run: `agree` as for StopOnSignal)."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, agree=_alone):
         super().__init__()
         self.deadline = deadline
+        self.agree = agree
         self.reached = False
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() >= self.deadline:
+        if self.agree(time.monotonic() >= self.deadline):
             self.reached = True
             self.model.stop_training = True
 
@@ -183,8 +201,15 @@ def tensorboard_installed() -> bool:
 _JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _on_this_host(value):
+    """A variable's value usable by a program of this process alone: the value itself, or, when
+    it lives on every process's devices (a multi-process run), this process's replica of it."""
+    return value if getattr(value, "is_fully_addressable", True) else np.asarray(value)
+
+
 def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
-    """Runs a generator in inference mode and returns float32 numpy in [-1, 1].
+    """Runs a generator in inference mode on this process's devices and returns float32 numpy
+    in [-1, 1] (so process 0 of a multi-process run draws grids alone).
 
     On JAX through one jitted stateless call per generator: called eagerly, every op would be
     compiled on its own the first time (tens of seconds on a CPU, per run).
@@ -199,8 +224,9 @@ def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
             return generator.stateless_call(trainable, non_trainable, x, training=False)[0]
 
         _JAX_INFERENCE[generator] = jax.jit(infer)
-    outputs = _JAX_INFERENCE[generator]([v.value for v in generator.trainable_variables],
-                                        [v.value for v in generator.non_trainable_variables], images)
+    outputs = _JAX_INFERENCE[generator](
+        [_on_this_host(v.value) for v in generator.trainable_variables],
+        [_on_this_host(v.value) for v in generator.non_trainable_variables], images)
     return np.asarray(outputs, dtype=np.float32)
 
 

@@ -12,6 +12,10 @@ JAX runs write a folder per checkpoint, `checkpoints/ckpt-N/`: each network as a
 `.weights.h5` (Keras' backend-neutral format, so TensorFlow reads the generators of a JAX run for
 export), the optimizer slots, pools and RNG in `state.npz`, and a `COMPLETE` marker written last,
 so a folder cut short by a kill is never taken for a checkpoint.
+
+In a run of several processes, process 0 (the chief) writes, and every process restores from the
+workdir they share. On TensorFlow the others still save, as MultiWorkerMirroredStrategy needs
+every worker to take part, into a scratch folder that is thrown away (TensorFlow's own pattern).
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ class WorkdirError(RuntimeError):
     """The workdir cannot be used: not writable, or holds a run with incompatible settings."""
 
 
-def check_workdir(workdir: str) -> None:
-    """Fails fast, before any data is read, when the workdir cannot be created or written."""
-    probe = os.path.join(workdir, ".write_test")
+def check_workdir(workdir: str, process: int = 0) -> None:
+    """Fails fast, before any data is read, when the workdir cannot be created or written (each
+    process of a run probes with its own file)."""
+    probe = os.path.join(workdir, f".write_test{process or ''}")
     try:
         tf.io.gfile.makedirs(workdir)
         with tf.io.gfile.GFile(probe, "w") as f:
@@ -108,9 +113,10 @@ def _latest_folder(root: str) -> str | None:
 class TensorFlowCheckpoints:
     """tf.train.Checkpoint + CheckpointManager behind the interface train() uses."""
 
-    def __init__(self, model, workdir: str, keep: int):
+    def __init__(self, model, workdir: str, keep: int, chief: bool = True):
         self.checkpoint = training_checkpoint(model)
         self.manager = checkpoint_manager(self.checkpoint, workdir, keep)
+        self.chief = chief
 
     @property
     def latest(self) -> str | None:
@@ -122,7 +128,13 @@ class TensorFlowCheckpoints:
         self.checkpoint.restore(path).assert_existing_objects_matched()
 
     def save(self, step: int) -> str:
-        return self.manager.save(checkpoint_number=step)
+        """The checkpoint's path (process 0's, on the other processes)."""
+        if self.chief:
+            return self.manager.save(checkpoint_number=step)
+        with tempfile.TemporaryDirectory(prefix="monet_tf_checkpoint_") as scratch:
+            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+                checkpoint_number=step)
+        return os.path.join(self.manager.directory, f"ckpt-{step}")
 
 
 def _write_weights(network: keras.Model, path: str) -> None:
@@ -153,10 +165,11 @@ def _state_variables(model) -> dict[str, list]:
 class FolderCheckpoints:
     """JAX runs' checkpoints: one folder per step (see the module docstring)."""
 
-    def __init__(self, model, workdir: str, keep: int):
+    def __init__(self, model, workdir: str, keep: int, chief: bool = True):
         self.model = model
         self.root = os.path.join(workdir, CHECKPOINT_DIR)
         self.keep = keep
+        self.chief = chief
 
     @property
     def latest(self) -> str | None:
@@ -183,6 +196,9 @@ class FolderCheckpoints:
                 variable.assign(value)
 
     def save(self, step: int) -> str:
+        """Writes on process 0 (every process holds the same values); returns the path."""
+        if not self.chief:
+            return os.path.join(self.root, f"ckpt-{step}")
         arrays = {}
         for group, variables in _state_variables(self.model).items():
             arrays[f"{group}/names"] = np.array([v.path for v in variables])
@@ -213,11 +229,11 @@ def _write_folder(model, path: str, networks, marker: str, state: dict | None = 
     return path
 
 
-def training_checkpoints(model, workdir: str, keep: int):
-    """The checkpoint format of the backend the model runs on."""
+def training_checkpoints(model, workdir: str, keep: int, chief: bool = True):
+    """The checkpoint format of the backend the model runs on; `chief`: this process writes."""
     if keras.backend.backend() == "tensorflow":
-        return TensorFlowCheckpoints(model, workdir, keep)
-    return FolderCheckpoints(model, workdir, keep)
+        return TensorFlowCheckpoints(model, workdir, keep, chief)
+    return FolderCheckpoints(model, workdir, keep, chief)
 
 
 def save_generators(model, path: str) -> str:

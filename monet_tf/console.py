@@ -45,14 +45,28 @@ def is_noise(line: bytes) -> bool:
         severity == b"E" and any(text in line for text in HARMLESS_ERRORS))
 
 
+# JAX ends a process from C++ when the coordinator of a multi-process run (process 0) is gone:
+# this fatal line, then the coordination service named as the remote end that failed.
+_JAX_FATAL = b"Terminating process because the JAX distributed service detected fatal errors"
+_FROM_COORDINATOR = b"remote target coordination_service"
+LOST_COORDINATOR = (b"error: lost process 0 of the run, its coordinator (killed, crashed or "
+                    b"preempted: its own log says why), so JAX stopped this process too. Restart "
+                    b"every process with the same command to resume from the last checkpoint.\n")
+
+
 def _forward(source: int, sink: int) -> None:
     dropped_last = False
+    fatal = coordinator_gone = False
     with os.fdopen(source, "rb", buffering=0) as lines:
         for line in iter(lines.readline, b""):
             blank_after_noise = dropped_last and not line.strip()
             dropped_last = is_noise(line)
             if not dropped_last and not blank_after_noise:
                 os.write(sink, line)
+            fatal = fatal or _JAX_FATAL in line
+            coordinator_gone = coordinator_gone or (fatal and _FROM_COORDINATOR in line)
+    if coordinator_gone:  # The process has died: say in one line what happened.
+        os.write(sink, LOST_COORDINATOR)
 
 
 def filter_native_logs() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import weakref
 from typing import Callable
 
 import keras
@@ -31,8 +32,25 @@ def _quantize(images: tf.Tensor) -> tf.Tensor:
                    tf.uint8)
 
 
+_JAX_QUANTIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jax_quantized(generator: keras.Model):
+    """(trainable, non_trainable, inputs) -> uint8 images, jitted: _quantize on the devices."""
+    if generator not in _JAX_QUANTIZED:
+        import jax
+
+        def run(trainable, non_trainable, inputs):
+            images = generator.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+            images = (keras.ops.cast(images, "float32") + 1.0) * 127.5
+            return keras.ops.cast(keras.ops.round(keras.ops.clip(images, 0.0, 255.0)), "uint8")
+
+        _JAX_QUANTIZED[generator] = jax.jit(run)
+    return _JAX_QUANTIZED[generator]
+
+
 def _quantize_numpy(images) -> np.ndarray:
-    """_quantize on the host (JAX backend): the same rounding (half to even) and clipping."""
+    """_quantize on the host: the same rounding (half to even) and clipping."""
     images = np.asarray(images).astype(np.float32)
     return np.round(np.clip((images + 1.0) * 127.5, 0.0, 255.0)).astype(np.uint8)
 
@@ -103,8 +121,12 @@ class MiFIDCallback(keras.callbacks.Callback):
     def _translate(self, inputs):
         generator = getattr(self.model, self.generator)
         if keras.backend.backend() == "jax":
-            # A sharded jax.Array batch: the generator's jitted predict, quantised on the host.
-            return _quantize_numpy(generator.predict_on_batch(inputs))
+            # The global batch, split over every process's devices, through one jitted call
+            # that quantises on the devices too: the images stay where the features step
+            # takes them.
+            return _jax_quantized(generator)([v.value for v in generator.trainable_variables],
+                                             [v.value for v in generator.non_trainable_variables],
+                                             inputs)
         return _quantize(generator(inputs, training=False))
 
     def score(self) -> dict[str, float]:

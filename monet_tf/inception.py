@@ -214,6 +214,16 @@ def shard_batch(batch, distribution=None):
     return keras.distribution.distribute_tensor(batch, distribution.get_data_layout(batch.shape))
 
 
+def to_host(array) -> np.ndarray:
+    """A jax.Array as numpy on this process: gathered from every process's devices when it is
+    split over several processes (a multi-process run's sharded batch)."""
+    if getattr(array, "is_fully_addressable", True) or array.is_fully_replicated:
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
 def jax_features_step(model: keras.Model, distribution=None):
     """The MiFID features as one JAX program: (trainable, non_trainable, images) -> [B, 2048],
     resize included, jitted. The variables are arguments, so set_weights / load_weights later
@@ -334,7 +344,13 @@ class InceptionFeatures:
             batch = tf.pad(batch, [[0, size - n]] + [[0, 0]] * (len(batch.shape) - 1))
             return tf.ensure_shape(batch, [size, *batch.shape[1:]]), tf.range(size) < n
 
-        return images.batch(size).map(pad).prefetch(tf.data.AUTOTUNE), (total if total >= 0 else None)
+        # Several TensorFlow workers: each reads every batch and computes its replicas' rows
+        # (by element, never by file: the batches must be the same everywhere).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        batches = images.batch(size).map(pad).prefetch(tf.data.AUTOTUNE).with_options(options)
+        return batches, (total if total >= 0 else None)
 
     def _results(self, data: tf.data.Dataset, transform: Callable | None):
         """(features [global_batch, 2048], valid [global_batch] bool) numpy pairs, per batch."""
@@ -356,7 +372,8 @@ class InceptionFeatures:
         `transform` (e.g. a generator) runs on each batch first; images must then be of one size.
         TensorFlow: it runs per replica on tf.Tensors inside the step. JAX: it gets the padded
         global batch as a jax.Array sharded over the devices and returns an array (numpy or jax;
-        uint8 or float [-1,1]); it should run jitted itself (e.g. `model.predict_on_batch`).
+        uint8 or float [-1,1]); it should run jitted itself (as MiFIDCallback's translation
+        does), and may return it sharded like its input.
         `progress`: a label, shows a keras Progbar counting images.
         """
         data, total = self._batches(images, resize_on_host=transform is None)

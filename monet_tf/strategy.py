@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 
 import keras
 import tensorflow as tf
+
+from monet_tf import cluster as clusters
 
 STRATEGIES = ("tpu", "gpu", "cpu")
 POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -34,11 +36,12 @@ def strategy_kind(name: str, gpus: int, cpu_replicas: int = 1, multi_worker: boo
     return "mirrored" if devices > 1 else "default"
 
 
-def get_strategy(name: str, tpu: str = "", cpu_replicas: int = 1) -> tf.distribute.Strategy:
+def get_strategy(name: str, tpu: str = "", cpu_replicas: int = 1,
+                 cluster: clusters.Cluster | None = None) -> tf.distribute.Strategy:
     """tpu: TPUStrategy (tpu="" or "local": this TPU VM; else a TPU name or grpc:// address).
     gpu: the default strategy on one GPU, MirroredStrategy over several. cpu: the default
-    strategy, or MirroredStrategy over cpu_replicas logical CPU devices. With TF_CONFIG set,
-    gpu/cpu use MultiWorkerMirroredStrategy.
+    strategy, or MirroredStrategy over cpu_replicas logical CPU devices. With several processes
+    (`cluster`, by default the one TF_CONFIG names), gpu/cpu use MultiWorkerMirroredStrategy.
     """
     if name not in STRATEGIES:
         raise StrategyError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
@@ -52,11 +55,17 @@ def get_strategy(name: str, tpu: str = "", cpu_replicas: int = 1) -> tf.distribu
             "--strategy=gpu but TensorFlow sees no GPU (check the CUDA install / "
             "CUDA_VISIBLE_DEVICES), or use --strategy=cpu"
         )
-    if os.environ.get("TF_CONFIG"):
-        _check_tf_config()
-    kind = strategy_kind(name, gpus, cpu_replicas, multi_worker=bool(os.environ.get("TF_CONFIG")))
+    if cluster is None:
+        try:
+            cluster = clusters.from_environment("tensorflow")
+        except clusters.ClusterError as e:
+            raise StrategyError(str(e)) from None
+    kind = strategy_kind(name, gpus, cpu_replicas, multi_worker=cluster.multi)
     if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if name == "cpu" and cpu_replicas > 1:
+            raise StrategyError(f"--cpu_replicas={cpu_replicas}: MultiWorkerMirroredStrategy "
+                                "computes on one CPU device per process; drop the flag")
+        return _multi_worker(cluster)
     if kind == "default":
         return tf.distribute.get_strategy()
     if name == "gpu":
@@ -79,11 +88,65 @@ def _tpu_strategy(tpu: str) -> tf.distribute.TPUStrategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
-def _check_tf_config() -> None:
-    try:
-        json.loads(os.environ["TF_CONFIG"])
-    except json.JSONDecodeError as e:
-        raise StrategyError(f"TF_CONFIG is not valid JSON: {e}") from e
+_MULTI_WORKER: dict = {}  # One per process: a second would start a second server on its port.
+
+
+def _multi_worker(cluster: clusters.Cluster) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy over TF_CONFIG's tasks, its coordination service configured as
+    the strategy would configure it but with the cluster's timeouts: a task that never registers
+    or stops sending heartbeats ends the run instead of stalling it."""
+    if "strategy" in _MULTI_WORKER:
+        return _MULTI_WORKER["strategy"]
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = resolver.cluster_spec()
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job,
+                                                                  num_tasks=spec.num_tasks(job))
+                          for job in ("chief", "worker") if job in spec.jobs],
+        cluster_register_timeout_in_ms=int(cluster.timeout * 1000),
+        heartbeat_timeout_in_ms=int(cluster.heartbeat * 1000))
+    _MULTI_WORKER["strategy"] = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver)
+    return _MULTI_WORKER["strategy"]
+
+
+def exchange(key: str, index: int, processes: int, text: str, timeout_s: float) -> list[str]:
+    """Every process's `text` under `key`, through the coordination service's key-value store
+    (multi-worker runs only)."""
+    from tensorflow.python.eager import context
+
+    store = context.context()
+    store.set_config_key_value(f"{key}/{index}", text)
+    return [store.get_config_key_value(f"{key}/{k}", int(timeout_s * 1000))
+            for k in range(processes)]
+
+
+def any_replica(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """True on every process when `flag` is True on any (one all-reduce)."""
+    value = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(float(flag)))
+    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy() > 0)
+
+
+_TASK = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
+
+
+def lost_task(error: BaseException, cluster: clusters.Cluster) -> int | None:
+    """The process a collective's failure names (a peer that stopped answering), else None."""
+    if not isinstance(error, (tf.errors.UnavailableError, tf.errors.CancelledError,
+                              tf.errors.AbortedError, tf.errors.DeadlineExceededError)):
+        return None
+    chiefs = len(json.loads(cluster.tf_config)["cluster"].get("chief", []))
+    for job, task in _TASK.findall(str(error)):
+        index = int(task) if job == "chief" else chiefs + int(task)
+        if index != cluster.index:
+            return index
+    return None
 
 
 def _logical_cpus(n: int) -> list[str]:

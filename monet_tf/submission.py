@@ -79,16 +79,16 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     generator, float32 noise [global_batch, latent_dim] -> uint8 numpy."""
     noise = is_noise_generator(generator)
     if keras.backend.backend() == "jax":
-        from monet_tf.inception import shard_batch
+        from monet_tf.inception import shard_batch, to_host
 
         step = jax_translate_step(generator)
 
-        def run(images):
+        def run(images):  # Every process passes the same batch and computes its devices' rows.
             with runtime.scope():
                 sharded = shard_batch(np.asarray(images), runtime.distribution)
-                return np.asarray(step([v.value for v in generator.trainable_variables],
-                                       [v.value for v in generator.non_trainable_variables],
-                                       sharded))
+                return to_host(step([v.value for v in generator.trainable_variables],
+                                    [v.value for v in generator.non_trainable_variables],
+                                    sharded))
         return run
 
     strategy = runtime.tf_strategy or tf.distribute.get_strategy()
@@ -96,16 +96,17 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     per_replica = global_batch // replicas
 
     def replica_fn(images):
-        # Every replica gets the whole host batch and translates its own slice of it.
+        # Every replica gets the whole host batch and translates its own slice of it; int32 for
+        # the gather, which has no uint8 between workers.
         start = tf.distribute.get_replica_context().replica_id_in_sync_group * per_replica
         x = _prepare(images[start:start + per_replica], noise)
-        return to_uint8(generator(x, training=False))
+        return tf.cast(to_uint8(generator(x, training=False)), tf.int32)
 
     @tf.function
     def run(images):
         return strategy.gather(strategy.run(replica_fn, args=(images,)), axis=0)
 
-    return lambda images: run(tf.convert_to_tensor(images)).numpy()
+    return lambda images: run(tf.convert_to_tensor(images)).numpy().astype(np.uint8)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from monet_tf import checkpoints as ckpt
 from monet_tf import data
 from monet_tf import submission
 from monet_tf.config_check import ConfigError, check, check_global_batch, parse_duration
+from monet_tf.console import warn
 from monet_tf.export import export_generators
 from monet_tf.inception import InceptionWeightsError, resolve_weights
 from monet_tf.models import generator_multiple, total_steps
@@ -163,7 +165,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
         runtime = from_tf_strategy(runtime)
     strategy = runtime.tf_strategy
     check(cfg, runtime.backend)
-    ckpt.check_workdir(workdir)
+    chief = runtime.chief
+    ckpt.check_workdir(workdir, runtime.process_index)
     budget = parse_duration(cfg.train.time_budget)
     started = time.monotonic()
     submission_path = submission.resolve_path(cfg.submission.path)
@@ -211,50 +214,60 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     cfg.runtime = {**runtime.as_config(), "precision": precision, "jit_compile": jit_compile}
     last_step = total_steps(cfg, steps)
     total_epochs = math.ceil(last_step / steps)
+    _same_run_everywhere(runtime, cfg)
     if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
 
     with runtime.scope():
         model = build_model(cfg, steps_per_epoch=steps, global_batch_size=global_batch,
                             jit_compile=jit_compile, replicas=runtime.replicas)
-    manager = ckpt.training_checkpoints(model, workdir, cfg.train.keep_checkpoints)
+    manager = ckpt.training_checkpoints(model, workdir, cfg.train.keep_checkpoints, chief=chief)
     if manager.latest:
         manager.restore(manager.latest)
-    step = global_step(model)
+    step = saved_step = global_step(model)
+    _same_checkpoint_everywhere(runtime, manager.latest, step, workdir)
     start_epoch, offset = divmod(step, steps)
     if step:
         print(f"Resuming from {manager.latest}: epoch {start_epoch + 1}, "
               f"step {offset} of {steps}.", flush=True)
-    ckpt.save_config(cfg, workdir)
     metrics_csv = os.path.join(workdir, METRICS_CSV)
-    _truncate_csv(metrics_csv, start_epoch)
+    if chief:
+        ckpt.save_config(cfg, workdir)
+        _truncate_csv(metrics_csv, start_epoch)
+    _same_workdir_everywhere(runtime, cfg, workdir)
 
     sample_photos = _first_batch(
         data.heldout_photos(sources, report, cfg.data, cfg.train.num_samples), cfg.train.num_samples)
     sample_monets = _first_batch(
         data.eval_images(sources, report, "monet", cfg.data, cfg.train.num_samples),
         cfg.train.num_samples)
-    wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
+    wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled and chief else None
     tb_dir = os.path.join(workdir, "tensorboard") if cb.tensorboard_installed() else None
-    if tb_dir is None:
-        print("warning: tensorboard is not installed: TensorBoard logs are off; "
-              "pip install tensorboard", file=sys.stderr, flush=True)
-    stop = cb.StopOnSignal(lambda: manager.latest)
+    if tb_dir is None and chief:
+        warn("tensorboard is not installed: TensorBoard logs are off; pip install tensorboard")
+    stop = cb.StopOnSignal(lambda: manager.latest, agree=runtime.any_process)
     guard = cb.NonFiniteLossGuard()
-    clock = cb.TimeBudget(started + budget if budget else math.inf)
+    clock = cb.TimeBudget(started + budget if budget else math.inf, agree=runtime.any_process)
+    # Every process computes (the losses are global, MiFID's features gathered from all);
+    # process 0 alone shows progress and writes the logs, grids and exports.
     callbacks = [
-        cb.EpochProgbar(total_epochs), guard, stop, clock,
-        *_score_callbacks(cfg, sources, report, model, workdir, strategy),
-        keras.callbacks.CSVLogger(metrics_csv, append=True),
-        *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
-          if tb_dir else []),
-        cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
-        cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
-                      cfg.train.sample_every, tb_dir, wandb_run),
+        *([cb.EpochProgbar(total_epochs)] if chief else []), guard, stop, clock,
+        *_score_callbacks(cfg, sources, report, model, workdir, strategy, chief),
     ]
+    if chief:
+        callbacks += [
+            keras.callbacks.CSVLogger(metrics_csv, append=True),
+            *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
+              if tb_dir else []),
+            cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
+            cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
+                          cfg.train.sample_every, tb_dir, wandb_run),
+        ]
     if wandb_run is not None:
         callbacks.append(cb.WandbMetrics(wandb_run))
     callbacks.extend(extra_callbacks)
+    if not chief:
+        verbose = 0
 
     history: dict[str, list[float]] = {}
     last_epoch_seconds = None
@@ -262,20 +275,27 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     stop.install()
     try:
         for epoch in range(start_epoch, total_epochs):
-            if last_epoch_seconds and time.monotonic() + last_epoch_seconds > clock.deadline:
-                _budget_stop(manager, model, budget, started, f"before epoch {epoch + 1}",
-                             total_epochs, last_step,
-                             f"the next epoch needs about {format_duration(last_epoch_seconds)}")
+            if runtime.any_process(bool(last_epoch_seconds) and (
+                    time.monotonic() + (last_epoch_seconds or 0) > clock.deadline)):
+                saved_step = _budget_stop(manager, model, budget, started,
+                                          f"before epoch {epoch + 1}", total_epochs, last_step,
+                                          "the next epoch needs about "
+                                          f"{format_duration(last_epoch_seconds or 0)}",
+                                          saved_step)
                 break
             epoch_started = time.monotonic()
-            # On a multi-host JAX run, Keras' DataParallel shards this global-batch pipeline
-            # over the hosts (auto_shard_dataset), so every host reads its part.
-            epoch_data = data.train_dataset(sources, report, cfg.data, global_batch,
-                                            seed=epoch_seed(cfg.seed, epoch), photos=photos)
             todo = min(steps, last_step - epoch * steps) - offset
-            # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and stops
-            # early only when the data ends, so an endless dataset would overshoot the epoch.
-            result = model.fit(epoch_data.skip(offset).take(todo), initial_epoch=epoch,
+
+            def epoch_data(epoch=epoch, offset=offset, todo=todo):
+                # This process's share of every global batch, from its own part of the data.
+                # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and
+                # stops early only when the data ends, so an endless dataset would overshoot.
+                return data.train_dataset(
+                    sources, report, cfg.data, global_batch, seed=epoch_seed(cfg.seed, epoch),
+                    photos=photos, host=(runtime.process_index, runtime.processes),
+                ).skip(offset).take(todo)
+
+            result = model.fit(runtime.host_batches(epoch_data), initial_epoch=epoch,
                                epochs=epoch + 1,
                                steps_per_epoch=todo, callbacks=callbacks, verbose=verbose,
                                shuffle=False)
@@ -289,7 +309,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                 )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
-            if stop.requested:
+            # A signal may arrive after the epoch's last step, on one process only.
+            if stop.agreed():
                 path = manager.save(global_step(model))
                 raise TrainingStopped(
                     f"{stop.signal_name}: saved {path} at step {global_step(model)}; "
@@ -297,28 +318,32 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                     exit_code=130 if stop.signal_name == "SIGINT" else 143,
                 )
             if clock.reached:
-                _budget_stop(manager, model, budget, started, f"in epoch {epoch + 1}",
-                             total_epochs, last_step, "it ran out during the epoch")
+                saved_step = _budget_stop(manager, model, budget, started,
+                                          f"in epoch {epoch + 1}", total_epochs, last_step,
+                                          "it ran out during the epoch", saved_step)
                 break
             done = epoch + 1
             last_epoch_seconds = time.monotonic() - epoch_started
             if done % cfg.train.checkpoint_every == 0 or done == total_epochs:
                 manager.save(global_step(model))
+                saved_step = global_step(model)
     finally:
         stop.uninstall()
         if wandb_run is not None:
             wandb_run.finish()
 
-    export_dir = export_all(model, cfg, os.path.join(workdir, "export"), workdir)
-    if photos:
-        _write_demo(os.path.join(export_dir, "photo_to_monet"),
-                    _first_batch(data.heldout_photos(sources, report, cfg.data,
-                                                     cfg.train.demo_images),
-                                 cfg.train.demo_images),
-                    os.path.join(workdir, "demo"))
-    else:
-        _write_generated_demo(os.path.join(export_dir, "noise_to_monet"), cfg.train.demo_images,
-                              cfg.seed, os.path.join(workdir, "demo"))
+    export_dir = os.path.join(workdir, "export")
+    if chief:
+        export_all(model, cfg, export_dir, workdir)
+        if photos:
+            _write_demo(os.path.join(export_dir, "photo_to_monet"),
+                        _first_batch(data.heldout_photos(sources, report, cfg.data,
+                                                         cfg.train.demo_images),
+                                     cfg.train.demo_images),
+                        os.path.join(workdir, "demo"))
+        else:
+            _write_generated_demo(os.path.join(export_dir, "noise_to_monet"),
+                                  cfg.train.demo_images, cfg.seed, os.path.join(workdir, "demo"))
     if submission_path:
         _write_submission(model, cfg, runtime, sources, workdir, submission_path, started)
     return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
@@ -327,15 +352,75 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
 
 
 def _budget_stop(manager, model, budget, started, where, total_epochs, last_step,
-                 why) -> None:
-    """Saves (unless this step is saved already) and says how far the run got."""
+                 why, saved_step) -> int:
+    """Saves (unless this step is saved already), says how far the run got, returns the step."""
     step = global_step(model)
-    path = manager.latest if manager.latest and manager.latest.endswith(f"-{step}") else (
-        manager.save(step))
+    path = manager.latest if step == saved_step else manager.save(step)
     print(f"time budget {format_duration(budget)}: stopped {where} of {total_epochs}, at step "
           f"{step} of {last_step}, after "
           f"{format_duration(time.monotonic() - started)} ({why}); saved {path}. Exporting; "
           "rerun the same command to continue.", flush=True)
+    return step
+
+
+def _comparable(cfg: ml_collections.ConfigDict) -> dict:
+    """The resolved config as flat keys, without what is this process's own (its devices)."""
+    def flat(d, prefix=""):
+        for key, value in d.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            elif f"{prefix}{key}" != "runtime.devices":
+                yield f"{prefix}{key}", value
+
+    return dict(flat(json.loads(cfg.to_json_best_effort())))
+
+
+def _same_run_everywhere(runtime: Runtime, cfg: ml_collections.ConfigDict) -> None:
+    """Every process checks its resolved config (flags, config file, data counts) against
+    process 0's, by digest, before any model is built: processes that disagree would wait
+    forever in a collective or train on a mix. Names the keys that differ."""
+    if runtime.processes == 1:
+        return
+    mine = _comparable(cfg)
+    text = json.dumps(mine, sort_keys=True)
+    texts = runtime.exchange("config", text)
+    digests = [hashlib.sha256(t.encode()).hexdigest()[:12] for t in texts]
+    for index, other_text in enumerate(texts):
+        if digests[index] != digests[0]:
+            other, chiefs = json.loads(other_text), json.loads(texts[0])
+            differ = [f"{key}: {chiefs.get(key)!r} vs {other.get(key)!r}"
+                      for key in sorted(set(chiefs) | set(other))
+                      if chiefs.get(key) != other.get(key)]
+            raise ConfigError(
+                f"process {index}'s resolved config (digest {digests[index]}) differs from process "
+                f"0's ({digests[0]}): {'; '.join(differ[:4])}. Run the same command, config file "
+                "and data on every process")
+
+
+def _same_checkpoint_everywhere(runtime: Runtime, latest: str | None, step: int,
+                                workdir: str) -> None:
+    """Every process resumed from the checkpoint process 0 resumed from."""
+    steps = runtime.exchange("resume", str(step))
+    if len(set(steps)) > 1:
+        raise ckpt.WorkdirError(
+            f"--workdir={workdir}: the processes resume from different steps ({', '.join(steps)}; "
+            f"this one from {latest or 'none'}): the workdir must be one folder every process "
+            "reads (gs://..., or a shared disk), the same path on every host")
+
+
+def _same_workdir_everywhere(runtime: Runtime, cfg: ml_collections.ConfigDict,
+                             workdir: str) -> None:
+    """After process 0 wrote config.json, every other process reads it back: a workdir that is
+    not shared (a local path on each host) is found now, not at the first resume."""
+    runtime.exchange("config_written", "")
+    if runtime.chief:
+        return
+    path = os.path.join(workdir, ckpt.CONFIG_FILE)
+    if not tf.io.gfile.exists(path) or _comparable(ckpt.load_config(workdir)) != _comparable(cfg):
+        raise ckpt.WorkdirError(
+            f"--workdir={workdir}: process {runtime.process_index} does not see the {path} that "
+            "process 0 wrote there: the workdir must be one folder every process reads "
+            "(gs://..., or a shared disk), the same path on every host")
 
 
 def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: str) -> str:
@@ -360,9 +445,10 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: 
     return export_dir
 
 
-def _score_callbacks(cfg, sources, report, model, workdir,
-                     strategy) -> list[keras.callbacks.Callback]:
-    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`.
+def _score_callbacks(cfg, sources, report, model, workdir, strategy,
+                     chief: bool = True) -> list[keras.callbacks.Callback]:
+    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`
+    (process 0 writes it; every process scores, each its part of every batch).
 
     It scores the model's first generator: photo_to_monet on held-out photos, or a DCGAN's
     noise_to_monet on eval.num_images fixed noise vectors (the same every time).
@@ -396,36 +482,50 @@ def _score_callbacks(cfg, sources, report, model, workdir,
         monets=data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images),
         every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
         inception_weights=cfg.eval.inception_weights or "imagenet",
-        strategy=strategy, on_new_best=on_new_best, initial_best=best, generator=name,
+        strategy=strategy, on_new_best=on_new_best if chief else None, initial_best=best,
+        generator=name,
     )]
 
 
 def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> None:
     """Every photo through the best generator (by MiFID) or the last, on the run's devices; a
-    DCGAN's submission.count paintings from noise."""
+    DCGAN's submission.count paintings from noise. Every process translates its part of each
+    batch; process 0 writes the zip, the others a copy they throw away."""
     name = model.GENERATORS[0]
     generator = getattr(model, name)
     best = os.path.join(workdir, "export", "best", best_weights(model))
+    # Once process 0's exports are written: every process loads the same weights.
     which = "the last"
-    if tf.io.gfile.exists(best):
+    if runtime.exchange("submission", str(tf.io.gfile.exists(best)))[0] == "True":
         generator.load_weights(best)
         with tf.io.gfile.GFile(os.path.join(workdir, "export", "best", "score.json")) as f:
             score = json.load(f)
         which = f"the best (MiFID {score['mifid']:.2f}, epoch {score['epoch']})"
-    settings = cfg.submission
-    if "photo_to_monet" not in model.GENERATORS:
-        print(f"submission: generating {settings.count} paintings with {which} {name}",
-              flush=True)
-        result = submission.write_generated(generator, runtime, path, int(settings.count),
-                                            batch_size=settings.batch_size,
-                                            allow_any_count=settings.allow_any_count,
-                                            seed=cfg.seed)
-    else:
-        print(f"submission: translating {sources.photo.describe()} with {which} {name}",
-              flush=True)
-        result = submission.write(generator, runtime, sources.photo.spec, path,
-                                  batch_size=settings.batch_size,
-                                  allow_any_count=settings.allow_any_count)
+    if not runtime.chief:
+        with tempfile.TemporaryDirectory(prefix="monet_tf_submission_") as scratch:
+            _translate_all(model, cfg, runtime, sources, os.path.join(scratch, "images.zip"),
+                           generator, name, which, verbose=False)
+        return
+    result = _translate_all(model, cfg, runtime, sources, path, generator, name, which)
     print(f"submission: {result.path}: {result.count} images in "
           f"{format_duration(result.seconds)}; {format_duration(time.monotonic() - started)} "
           "since the run started", flush=True)
+
+
+def _translate_all(model, cfg, runtime, sources, path, generator, name, which,
+                   verbose: bool = True) -> submission.Submission:
+    settings = cfg.submission
+    if "photo_to_monet" not in model.GENERATORS:
+        if verbose:
+            print(f"submission: generating {settings.count} paintings with {which} {name}",
+                  flush=True)
+        return submission.write_generated(generator, runtime, path, int(settings.count),
+                                          batch_size=settings.batch_size,
+                                          allow_any_count=settings.allow_any_count,
+                                          seed=cfg.seed, verbose=verbose)
+    if verbose:
+        print(f"submission: translating {sources.photo.describe()} with {which} {name}",
+              flush=True)
+    return submission.write(generator, runtime, sources.photo.spec, path,
+                            batch_size=settings.batch_size,
+                            allow_any_count=settings.allow_any_count, verbose=verbose)

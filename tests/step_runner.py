@@ -2,14 +2,17 @@
 
   python tests/step_runner.py BACKEND HOST_DEVICES CASES.json
 
-CASES.json is a list of {"name", "devices", "weights_dir", "out", "flags"}; flags are
+CASES.json is a list of {"name", "devices", "weights_dir", "out", "flags"}; `devices` counts
+every process's (a run of several processes: one started by `python -m monet_tf.launch`, or with
+its environment); flags are
 [--kind K] [--pool N] [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
 [--lr LR] [--adam_epsilon E] [--generator G] [--dtype float32|float64]. For each case: loads each network's `<weights_dir>/<name>.weights.h5`
 (writing them first when absent), trains S steps of global batch B on batches drawn from a fixed
 seed, and saves the per-step losses and the final weights of every network of the model kind
 (default cyclegan). devices > 1 on JAX: that many of the HOST_DEVICES under
 keras.distribution.DataParallel. One process serves every case of a backend (Keras picks its
-backend once per process); the equivalence tests compare the outputs of two cases.
+backend once per process); the equivalence tests compare the outputs of two cases. With several
+processes each feeds its own rows of every batch, and process i > 0 saves to OUT.process<i>.npz.
 """
 
 import argparse
@@ -55,6 +58,9 @@ def _case_flags(flags):
     return p.parse_args(flags)
 
 
+RUNTIMES = {}
+
+
 def run_case(backend, case):
     args = _case_flags(case["flags"])
     args.backend, args.devices = backend, case["devices"]
@@ -68,8 +74,14 @@ def run_case(backend, case):
     from monet_tf.models.families import build_model
     from monet_tf.runtime import make_runtime
 
-    keras.distribution.set_distribution(None)  # The previous case's, if any.
-    runtime = make_runtime("cpu", cpu_replicas=args.devices)
+    # One runtime per device count and process: a second MirroredStrategy over the same
+    # devices would reuse the first one's collective keys (conftest says more).
+    if args.devices not in RUNTIMES:
+        keras.distribution.set_distribution(None)
+        RUNTIMES[args.devices] = make_runtime(
+            "cpu", cpu_replicas=1 if multi_process(backend) else args.devices)
+    runtime = RUNTIMES[args.devices]
+    keras.distribution.set_distribution(runtime.distribution)
     assert runtime.replicas == args.devices, runtime
     cfg = base_config()
     cfg.model.kind = args.kind
@@ -109,9 +121,13 @@ def run_case(backend, case):
     n = args.steps * args.batch
     photo = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32").astype(args.dtype)
     monet = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32").astype(args.dtype)
-    data = tf.data.Dataset.from_tensor_slices((photo, monet)).batch(args.batch, drop_remainder=True)
-    if runtime.tf_strategy is not None and args.devices > 1:
-        data = runtime.tf_strategy.experimental_distribute_dataset(data)
+    # This process's rows of every global batch: process i feeds rows [i * b, (i + 1) * b).
+    local = args.batch // runtime.processes
+    rows = np.concatenate([np.arange(start + runtime.process_index * local,
+                                     start + (runtime.process_index + 1) * local)
+                           for start in range(0, n, args.batch)])
+    data = runtime.host_batches(lambda: tf.data.Dataset.from_tensor_slices(
+        (photo[rows], monet[rows])).batch(local, drop_remainder=True))
 
     steps = []
 
@@ -127,7 +143,15 @@ def run_case(backend, case):
             out[f"initial/{name}/{i}"] = initial[name][i]
     out["iterations"] = np.array(int(model.optimizer.iterations.numpy()))
     out["meta"] = np.array([keras.backend.backend(), str(runtime.replicas), str(len(steps))])
-    np.savez(args.out, **out)
+    out["processes"] = np.array(runtime.processes)
+    np.savez(args.out if runtime.chief else f"{args.out}.process{runtime.process_index}.npz",
+             **out)
+
+
+def multi_process(backend) -> bool:
+    from monet_tf.cluster import from_environment
+
+    return from_environment(backend).multi
 
 
 if __name__ == "__main__":

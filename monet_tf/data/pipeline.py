@@ -8,6 +8,12 @@ same seed gives the same batches however many threads decode them.
 Training builds a new dataset every epoch (its seed depends on the epoch); the decoded images are
 cached once per process and shared by those datasets, so each image is decoded once per run, not
 once per epoch.
+
+A run of several processes gives each its own contiguous part of each domain (`host_share`):
+whole files where the boundaries allow, a slice of a file where not, the parts' sizes differing
+by one image at most. A process reads, decodes and caches its part only, and its batches are its
+share of every global batch: in an epoch no image is seen twice across the processes, and no
+more are left out than one process would leave out (fewer than a global batch).
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import functools
 import os
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from monet_tf.data.images import decode_rgb, resize_square, to_float
-from monet_tf.data.sources import DataSources, Source
+from monet_tf.data.sources import DataError, DataSources, Source
 from monet_tf.data.validate import DataReport, DomainReport, name_hash
 
 
@@ -33,8 +40,11 @@ def _without(ds: tf.data.Dataset, indices) -> tf.data.Dataset:
     return ds.map(lambda i, record: record)
 
 
-def usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
-    """(name, image) records of the source without the ones validation marked bad."""
+def usable_records(source: Source, report: DomainReport, files=None) -> tf.data.Dataset:
+    """(name, image) records of the source (of `files` of it only) without the ones validation
+    marked bad."""
+    if files is not None:
+        source = Source(source.domain, source.kind, source.spec, tuple(files))
     if not report.bad:
         return source.records()
     if source.kind == "images":
@@ -53,12 +63,46 @@ def usable_records(source: Source, report: DomainReport) -> tf.data.Dataset:
     return functools.reduce(tf.data.Dataset.concatenate, map(part, source.files))
 
 
-def _decoded(source: Source, report: DomainReport, size: int, heldout: bool | None):
-    """(name, uint8 [size, size, 3]); heldout=True/False keeps only that side of the split."""
-    ds = usable_records(source, report)
-    if heldout is not None and report.heldout_below >= 0:
-        below = tf.constant(report.heldout_below, tf.int64)
-        ds = ds.filter(lambda name, data: tf.equal(name_hash(name) < below, heldout))
+def host_share(per_file: tuple[int, ...], index: int, count: int) -> list[tuple[int, int, int]]:
+    """Process `index` of `count`'s contiguous part of the training images whose per-file counts
+    are `per_file`: (file position, first image in the file, images) for each file it reads."""
+    bounds = np.cumsum([0, *per_file])
+    total = int(bounds[-1])
+    low, high = total * index // count, total * (index + 1) // count
+    return [(f, int(max(low, start) - start), int(min(high, end) - max(low, start)))
+            for f, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))
+            if max(low, start) < min(high, end)]
+
+
+def share_size(report: DomainReport, index: int, count: int) -> int:
+    total = sum(report.per_file)
+    return total * (index + 1) // count - total * index // count
+
+
+def _split(ds: tf.data.Dataset, report: DomainReport, heldout: bool | None) -> tf.data.Dataset:
+    """heldout=True/False keeps only that side of the held-out split."""
+    if heldout is None or report.heldout_below < 0:
+        return ds
+    below = tf.constant(report.heldout_below, tf.int64)
+    return ds.filter(lambda name, data: tf.equal(name_hash(name) < below, heldout))
+
+
+def _decoded(source: Source, report: DomainReport, size: int, heldout: bool | None,
+             host: tuple[int, int] = (0, 1)):
+    """(name, uint8 [size, size, 3]); heldout=True/False keeps only that side of the split;
+    `host` (index, count): that process's part of the training images (heldout=False)."""
+    index, count = host
+    if count == 1:
+        ds = _split(usable_records(source, report), report, heldout)
+    else:
+        def part(position, first, images):
+            files = source.files[position:position + 1] if source.files else None
+            return _split(usable_records(source, report, files), report, heldout).skip(
+                first).take(images)
+
+        ds = functools.reduce(tf.data.Dataset.concatenate,
+                              [part(*piece) for piece in host_share(report.per_file, *host)])
+
     def to_image(name, data):
         image = data if data.dtype == tf.uint8 else decode_rgb(data)
         return name, resize_square(image, size)
@@ -113,15 +157,15 @@ def _local_fingerprint(source: Source) -> tuple:
 
 
 def _images(source: Source, report: DomainReport, size: int, heldout: bool | None,
-            cache: bool) -> tf.data.Dataset:
+            cache: bool, host: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """uint8 [size, size, 3] images in file order; with `cache`, decoded once per process."""
     def build():
-        ds = _decoded(source, report, size, heldout).map(lambda name, image: image)
+        ds = _decoded(source, report, size, heldout, host).map(lambda name, image: image)
         return ds.cache() if cache else ds
 
     if not (cache and tf.executing_eagerly()):
         return build()
-    key = (source, report, size, heldout, _local_fingerprint(source))
+    key = (source, report, size, heldout, host, _local_fingerprint(source))
     if key not in _CACHED:
         _CACHED[key] = build()
         while len(_CACHED) > _CACHED_MAX:
@@ -145,34 +189,50 @@ def train_batch_shapes(image_size: int, global_batch: int, photos: bool = True):
 
 
 def train_dataset(sources: DataSources, report: DataReport, cfg: ml_collections.ConfigDict,
-                  global_batch: int, seed: int, photos: bool = True) -> tf.data.Dataset:
-    """Infinite (photo, monet) batches, float32 [-1, 1], static shape [global_batch, S, S, 3].
+                  global_batch: int, seed: int, photos: bool = True,
+                  host: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+    """Infinite (photo, monet) batches, float32 [-1, 1], static shape [B, S, S, 3]: B is the
+    global batch, or with `host` (index, count of the run's processes) that process's share of
+    it, global_batch / count, from its own part of each domain.
 
     photos=False (a family that ignores them: dcgan): the photo of each pair is a zero
     [1, 1, 3] placeholder, so no photo is decoded, augmented or sent to the devices, and the
     step still gets the (photo, monet) batches every family's step takes.
     """
     size = cfg.image_size
-    monets = _shuffled_forever(_images(sources.monet, report.monet, size, None, cfg.cache),
-                               report.monet.count, cfg, seed + 1)
+    index, count = host
+    for domain in ("monet", "photo") if photos else ("monet",):
+        if count > 1 and share_size(report[domain], 0, count) < 1:
+            raise DataError(f"{domain}: {sum(report[domain].per_file)} training images for "
+                            f"{count} processes: each process needs at least one")
+    if global_batch % count:
+        raise DataError(f"the global batch of {global_batch} does not split over {count} "
+                        "processes")
+    monets = _shuffled_forever(
+        _images(sources.monet, report.monet, size, None, cfg.cache, host),
+        report.monet.count if count == 1 else share_size(report.monet, index, count), cfg,
+        seed + 1)
     base = tf.constant([seed, 0], tf.int64)
     if photos:
         pairs = tf.data.Dataset.zip(
-            _shuffled_forever(_images(sources.photo, report.photo, size, False, cfg.cache),
-                              train_photo_count(report), cfg, seed),
+            _shuffled_forever(_images(sources.photo, report.photo, size, False, cfg.cache, host),
+                              train_photo_count(report) if count == 1 else
+                              share_size(report.photo, index, count), cfg, seed),
             monets)
     else:
         pairs = monets.map(lambda monet: (tf.zeros(PHOTO_PLACEHOLDER, tf.uint8), monet))
 
-    def augment_pair(index, pair):
+    def augment_pair(position, pair):
+        # Element `position` of process `index` is the run's pair position * count + index:
+        # every pair of the run draws its own augmentation.
         photo, monet = pair
-        key = base + tf.stack([tf.constant(0, tf.int64), 4 * index])
+        key = base + tf.stack([tf.constant(0, tf.int64), 4 * (position * count + index)])
         photo = augment(photo, key, cfg) if photos else tf.cast(photo, tf.float32)
         return photo, augment(monet, key + [0, 2], cfg)
 
     ds = pairs.enumerate().map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE,
                                deterministic=True)
-    ds = ds.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(global_batch // count, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

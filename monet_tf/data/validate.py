@@ -26,6 +26,9 @@ class DomainReport:
     heldout_below: int  # names hashing below this are held out of training (-1: none)
     heldout_count: int
     unreadable_from: frozenset = frozenset()  # (file, index): a truncated file is read up to here
+    # Training images (usable, not held out) per file, in the source's file order (TFDS: one
+    # entry): where each process's part of the data set begins and ends.
+    per_file: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,16 +114,17 @@ def _slow_scan(source: Source, path: str, min_size: int, skip: bool):
     return names, bad, None
 
 
-def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[bytes], list, list]:
-    """(usable names, bad (path, index) pairs, (path, index) where truncated files end)."""
+def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[list[bytes]], list, list]:
+    """(usable names per file, bad (path, index) pairs, (path, index) where truncated files
+    end)."""
     if source.kind == "tfds":
         names, shapes = _fast_scan(source, None)
         small = np.flatnonzero(shapes.min(axis=1) < min_size) if len(shapes) else []
         if len(small) and not skip:
             raise DataError(f"tfds:{source.spec}: image {small[0]} is under {min_size} px")
-        return [n for i, n in enumerate(names) if i not in set(small)], [
+        return [[n for i, n in enumerate(names) if i not in set(small)]], [
             (source.spec, int(i)) for i in small], []
-    all_names, all_bad, unreadable = [], [], []
+    per_file, all_bad, unreadable = [], [], []
     for path in source.files:
         try:
             names, shapes = _fast_scan(source, [path])
@@ -131,8 +135,8 @@ def _scan(source: Source, min_size: int, skip: bool) -> tuple[list[bytes], list,
             all_bad += bad
             if cut is not None:
                 unreadable.append((path, cut))
-        all_names += names
-    return all_names, all_bad, unreadable
+        per_file.append(names)
+    return per_file, all_bad, unreadable
 
 
 def check_records(source: Source, min_image_size: int = 1) -> None:
@@ -160,7 +164,8 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
     reports = {}
     for domain in ("monet", "photo"):
         source = sources[domain]
-        names, bad, unreadable = _scan(source, min_image_size, skip_bad_records)
+        per_file, bad, unreadable = _scan(source, min_image_size, skip_bad_records)
+        names = [name for names in per_file for name in names]
         if not names:
             raise DataError(f"{source.describe()}: no usable images")
         if bad:
@@ -168,6 +173,9 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
                   + ", ".join(f"{p}#{i}" for p, i in bad[:5]) + (" ..." if len(bad) > 5 else ""),
                   flush=True)
         below, held = _heldout_threshold(names, heldout_fraction if domain == "photo" else 0.0)
+        training = [len(names) if below < 0 or not names else
+                    int(np.sum(name_hash(tf.constant(names)).numpy() >= below))
+                    for names in per_file]
         reports[domain] = DomainReport(len(names), len(bad), frozenset(bad), below, held,
-                                       frozenset(unreadable))
+                                       frozenset(unreadable), tuple(training))
     return DataReport(**reports)

@@ -114,6 +114,18 @@ class GANModel(keras.Model):
         """The METRICS and every LOSS_GROUPS loss of one step on this replica's batch."""
         raise NotImplementedError
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the families' builders build every network and optimizer before
+        fit. Keras (TensorFlow) would otherwise take the first batch of each fit from an
+        iterator it throws away, while the first epoch is still writing the decoded-image cache:
+        process 0 of two TensorFlow workers then trained on other photos from run to run, so a
+        resumed run could not equal an uninterrupted one. And over several workers it cannot
+        (keras#20585: strategy.reduce of a (photo, monet) pair fails under
+        MultiWorkerMirroredStrategy)."""
+        if self.optimizer.built and all(layer.built for layer in self._flatten_layers()):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, *args):
         """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
         if on_jax():

@@ -15,7 +15,14 @@ from monet_tf.models.loss_scale import count_nonfinite
 
 def train_step(model, data):
     photo, monet = data
-    global_batch = static_batch(photo) * tf.distribute.get_strategy().num_replicas_in_sync
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if multi_worker():
+        # Over several workers each batch comes through get_next_as_optional, which drops the
+        # static batch size; every worker's batches are whole (each has the same count).
+        per_replica = model.global_batch_size // replicas
+        photo = tf.ensure_shape(photo, [per_replica, *photo.shape[1:]])
+        monet = tf.ensure_shape(monet, [per_replica, *monet.shape[1:]])
+    global_batch = static_batch(photo) * replicas
     with tf.GradientTape(persistent=True) as tape:
         terms = model.compute_losses(photo, monet, global_batch)
     for loss, names in model.LOSS_GROUPS:
@@ -30,7 +37,16 @@ def train_step(model, data):
         values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
     for i, name in enumerate(model.METRICS):
         model.trackers[name].update_state(values[i])
-    return {name: tracker.result() for name, tracker in model.trackers.items()}
+    logs = {name: tracker.result() for name, tracker in model.trackers.items()}
+    if multi_worker():
+        # keras#20585: over several workers Keras averages each log with strategy.reduce(MEAN,
+        # axis=0), which a scalar has no axis for. The logs are the same on every replica.
+        logs = {name: ops.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
+def multi_worker() -> bool:
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _apply(tape, loss, loss_scale, pairs):
