@@ -16,10 +16,10 @@ produce float32 [-1, 1] batches of [batch, 256, 256, 3] with random jitter and h
 
 Equal work, counted conservatively: only photos are counted on both sides, so ours is charged for
 the painting it also augments and batches with every photo (twice the output pixels of plain).
-Ours is iterated as monet_tf.train uses it: a new `train_dataset` (new seed) every epoch, sharing
-the decoded-image cache of the first. Its first epoch decodes every photo into that cache; its rate
-is printed on its own line (with its ratio to plain) because a run pays it once, while the plain
-pipeline decodes every photo again every epoch. `ratio` is the steady state, every epoch after
+Ours is iterated as monet_tf.training.job uses it: a new `train_dataset` (new seed) every epoch,
+sharing the decoded-image cache of the first. Its first epoch decodes every photo into that cache;
+its rate is printed on its own line (with its ratio to plain) because a run pays it once, while the
+plain pipeline decodes every photo again every epoch. `ratio` is the steady state, every epoch after
 the first. Validation of the records (`validate`) runs once before training and is not timed.
 Each measurement uses a fresh iterator, untimed for its first batches (start-up, autotuning) and
 deleted afterwards, so the idle pipeline never runs in the background of the other; measurements
@@ -35,9 +35,9 @@ import statistics
 import sys
 import time
 
-from monet_tf import cli  # noqa: E402
+from monet_tf.runtime import commandline  # noqa: E402
 
-cli.prepare(backend=None)  # The quiet console, before TensorFlow loads.
+commandline.prepare(backend=None)  # The quiet console, before TensorFlow loads.
 
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
@@ -112,7 +112,8 @@ def main(argv: list[str]) -> None:
           f"ours: image_size {cfg.image_size}, jitter {cfg.jitter} ({cfg.jitter_scale}x), "
           f"flip {cfg.flip}, cache {cfg.cache}; counting photos only (ours also makes the paintings)")
 
-    def ours(epoch: int) -> tf.data.Dataset:  # A new dataset per epoch, as monet_tf.train does.
+    # A new dataset per epoch, as monet_tf.training.job does.
+    def ours(epoch: int) -> tf.data.Dataset:
         return data.train_dataset(sources, report, cfg, FLAGS.batch, FLAGS.seed + epoch)
 
     plain = plain_dataset(list(sources.photo.files), FLAGS.batch, FLAGS.seed)
@@ -137,4 +138,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    commandline.run(main)

@@ -50,7 +50,7 @@ def _flags(argv=None):
 
 
 def serve(args) -> None:
-    from monet_tf.backend import select_backend
+    from monet_tf.runtime.backend import select_backend
 
     backend = os.environ["MONET_TF_BENCH_BACKEND"]
     select_backend(backend, "cpu", args.devices)
@@ -60,7 +60,7 @@ def serve(args) -> None:
 
     from monet_tf.config import base_config
     from monet_tf.models.families import build_model
-    from monet_tf.runtime import make_runtime
+    from monet_tf.runtime.devices import make_runtime
 
     runtime = make_runtime("cpu", cpu_replicas=args.devices)
     cfg = base_config()
@@ -97,7 +97,7 @@ def serve(args) -> None:
 
 
 def _start(side: str, backend: str, args) -> list[subprocess.Popen]:
-    from monet_tf.launch import free_ports, process_environments
+    from monet_tf.runtime.launch import free_ports, process_environments
 
     processes, devices = (int(n) for n in side.split("x"))
     env = {k: v for k, v in os.environ.items()

@@ -1,16 +1,17 @@
-r"""Photos/s of monet_tf.predict against a plain loop calling the Keras generator per image.
+r"""Photos/s of monet_tf.inference.predict against a plain loop calling the Keras generator per
+image.
 
     PYTHONPATH=. python bench/predict.py            # resnet_9blocks, ngf 64, 100 photos, 3 repeats
     PYTHONPATH=. python bench/predict.py --quick    # 16 photos, 2 repeats
 
 Every side starts from the same JPEG files and ends with 256x256 JPEGs on disk, using the same
 randomly initialised generator: the baseline is what notebooks do (decode, call the float32 Keras
-model on one image, encode, save); monet_tf.predict is an exported SavedModel driven by its tf.data
-pipeline into an images.zip (model loading and tracing included), once with a float32 export and
-once with a bfloat16 one (`python -m monet_tf.export --precision=bfloat16`). Each repeat runs every
-side, in an order that reverses every repeat; medians are printed. The last line is `ratio X.XX`:
-predict / loop with the export this machine should use (bfloat16 where the CPU computes it
-natively, else float32); target >= 2.0.
+model on one image, encode, save); monet_tf.inference.predict is an exported SavedModel driven by
+its tf.data pipeline into an images.zip (model loading and tracing included), once with a float32
+export and once with a bfloat16 one (`python -m monet_tf export --precision=bfloat16`). Each repeat
+runs every side, in an order that reverses every repeat; medians are printed. The last line is
+`ratio X.XX`: predict / loop with the export this machine should use (bfloat16 where the CPU
+computes it natively, else float32); target >= 2.0.
 """
 
 import os
@@ -21,18 +22,18 @@ import time
 
 from absl import flags
 
-from monet_tf import cli
+from monet_tf.runtime import commandline
 
-cli.prepare(backend=None)  # The quiet console, before TensorFlow loads.
+commandline.prepare(backend=None)  # The quiet console, before TensorFlow loads.
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from monet_tf.export import export_generator  # noqa: E402
+from monet_tf.inference.export import export_generator  # noqa: E402
 from monet_tf.models.generators import build_generator, generator_multiple  # noqa: E402
-from monet_tf.predict import predict  # noqa: E402
-from monet_tf.strategy import cpu_has_native_bfloat16  # noqa: E402
+from monet_tf.inference.predict import predict  # noqa: E402
+from monet_tf.runtime.tf_strategy import cpu_has_native_bfloat16  # noqa: E402
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[2] / "shared/data/gan-getting-started/photo_jpg"
 
@@ -41,7 +42,7 @@ flags.DEFINE_integer("num_images", 100, "Photos translated per repeat.")
 flags.DEFINE_string("generator", "resnet_9blocks", "Generator name (monet_tf.models).")
 flags.DEFINE_integer("ngf", 64, "Generator width.")
 flags.DEFINE_integer("repeats", 3, "Timed repeats of each side.")
-flags.DEFINE_integer("batch_size", 16, "monet_tf.predict batch size.")
+flags.DEFINE_integer("batch_size", 16, "monet_tf.inference.predict batch size.")
 flags.DEFINE_bool("quick", False, "Smoke run: 16 photos, 2 repeats.")
 FLAGS = flags.FLAGS
 
@@ -76,8 +77,8 @@ def main(argv: list[str]) -> None:
         os.path.join(FLAGS.photos, f) for f in os.listdir(FLAGS.photos) if f.endswith(".jpg")
     )[:num_images]
     if len(files) < num_images:
-        cli.fail(f"--photos={FLAGS.photos}: {len(files)} JPEGs, {num_images} needed; point it at "
-                 "a folder with more (the competition's photo_jpg/)")
+        commandline.fail(f"--photos={FLAGS.photos}: {len(files)} JPEGs, {num_images} needed; "
+                         "point it at a folder with more (the competition's photo_jpg/)")
     print(
         f"{FLAGS.generator} ngf={FLAGS.ngf}, {num_images} photos at 256 px, {repeats} repeats, "
         f"predict batch {FLAGS.batch_size}, {os.cpu_count()} CPUs, TF {tf.__version__}"
@@ -117,4 +118,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    commandline.run(main)

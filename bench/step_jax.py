@@ -8,8 +8,8 @@ r"""Image pairs/s of monet_tf's CycleGAN (or CUT / FastCUT) training step on Ker
         --model fastcut                                    # FastCUT vs CycleGAN
     python bench/step_jax.py --serve ...                   # worker of bench/train_step.py
 
-Imports neither TensorFlow nor monet_tf.runtime: it runs where only JAX, Keras and this repo are
-installed (e.g. a `pip install --target` folder on PYTHONPATH). The model is
+Imports neither TensorFlow nor monet_tf.runtime.devices: it runs where only JAX, Keras and this repo
+are installed (e.g. a `pip install --target` folder on PYTHONPATH). The model is
 `build_model(base_config() + --image_size/--generator/--ngf/--seed)` (model.kind cyclegan:
 build_cyclegan) with jit on, exactly the networks bench/train_step.py's TensorFlow side builds
 from the same seed (NumPy draws the initial weights on both backends). The step is driven as
@@ -25,11 +25,11 @@ Flags:
                      with keras.distribution.DataParallel (one SPMD program). On a CPU host
                      with --platform cpu, N > 1 asks XLA for N host devices.
   --platform P       cpu | gpu | tpu; default: JAX's default backend
-  --precision P      auto | float32 | mixed_bfloat16. auto: as monet_tf.runtime resolves it on
-                     JAX: mixed_bfloat16 on TPU and on GPUs of compute capability >= 8, float32
-                     on other GPUs; on a CPU the faster of the two as monet_tf.precision_probe
-                     measures it on XLA:CPU (cached; its line on stderr, its record in the
-                     report's "precision_probe")
+  --precision P      auto | float32 | mixed_bfloat16. auto: as monet_tf.runtime.devices resolves it
+                     on JAX: mixed_bfloat16 on TPU and on GPUs of compute capability >= 8,
+                     float32 on other GPUs; on a CPU the faster of the two as
+                     monet_tf.models.precision_probe measures it on XLA:CPU (cached; its line on
+                     stderr, its record in the report's "precision_probe")
   --rounds R, --steps S, --block_seconds T   R timed blocks of S steps (S=0: sized to ~T s)
   --seed N           seed of the networks and the batch (default 0)
   --model KIND       cyclegan (default) | cut | fastcut: with cut or fastcut, CycleGAN and that
@@ -77,7 +77,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_REPO, "monet_tf")) and _REPO not in sys.path:
     sys.path.append(_REPO)  # Run from a checkout; an installed monet_tf comes first.
 
-from monet_tf.tpu_compile import jitted_train_step, xla_flops  # noqa: E402  (no TensorFlow)
+from monet_tf.training.tpu_compile import (jitted_train_step,  # noqa: E402  (no TensorFlow)
+                                           xla_flops)
 
 # Nominal dense peak per JAX device: (regex on device_kind, lower case; FLOP/s; what it is).
 NOMINAL_PEAKS = (
@@ -128,8 +129,8 @@ def nominal_peak(device_kind: str):
 
 def resolve_precision(args, device) -> tuple[str, dict | None]:
     """(--precision as monet_tf.runtime.Runtime.precision resolves it on JAX, without importing
-    it: it imports TensorFlow; on a CPU `auto` runs the probe of monet_tf.precision_probe, whose
-    line goes to stderr and whose record comes back)."""
+    it: it imports TensorFlow; on a CPU `auto` runs the probe of monet_tf.models.precision_probe,
+    whose line goes to stderr and whose record comes back)."""
     if args.precision != "auto":
         return args.precision, None
     if device.platform == "tpu":
@@ -140,7 +141,7 @@ def resolve_precision(args, device) -> tuple[str, dict | None]:
         except (TypeError, ValueError):
             capability = 0.0
         return ("mixed_bfloat16" if capability >= 8.0 else "float32"), None
-    from monet_tf.precision_probe import ProbeShape, cpu_precision, probe_size
+    from monet_tf.models.precision_probe import ProbeShape, cpu_precision, probe_size
 
     probe = cpu_precision("jax", ProbeShape(args.ngf, probe_size(args.image_size)))
     print(probe.describe(), file=sys.stderr, flush=True)
@@ -437,8 +438,9 @@ def standalone(args) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from monet_tf.backend import select_backend  # Imports nothing heavy; sets KERAS_BACKEND.
-    from monet_tf.console import quiet
+    # Imports nothing heavy; sets KERAS_BACKEND.
+    from monet_tf.runtime.backend import select_backend
+    from monet_tf.runtime.console import quiet
 
     quiet(args.verbosity >= 0, args.verbosity)  # Before JAX loads.
 

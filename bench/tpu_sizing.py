@@ -4,7 +4,7 @@ how large a per-chip batch still fits with 10% headroom, and XLA's FLOPs per pai
     python bench/tpu_sizing.py                          # the six TPU configs on v5e-8 (hours)
     python bench/tpu_sizing.py --configs=kaggle_fastcut --topology=v6e-8 --headroom=0.2
 
-Every figure comes from `python -m monet_tf.tpu_compile --json`, one subprocess per compile at
+Every figure comes from `python -m monet_tf compile-tpu --json`, one subprocess per compile at
 the default effort (the program a run compiles): first every config's programs at its own batch
 (train_step, translate and, where it scores, inception), then, config by config, train_step alone
 at other per-chip batches. The largest batch is found by bisection between a batch that fits
@@ -75,7 +75,8 @@ def compiled_config_hash(config: str) -> str:
 
 def _compile(config: str, topology: str, batch: int | None, programs: str,
              timeout: float) -> tuple[list[dict], str | None]:
-    cmd = [sys.executable, "-m", "monet_tf.tpu_compile", f"--config={REPO / 'configs'}/{config}.py",
+    cmd = [sys.executable, "-m", "monet_tf", "compile-tpu",
+           f"--config={REPO / 'configs'}/{config}.py",
            f"--topology={topology}", f"--programs={programs}", "--json"]
     if batch is not None:
         cmd.append(f"--config.train.batch_size={batch}")

@@ -18,9 +18,9 @@ Flags beside --quick, --rounds, --steps, --block_seconds and --seed:
   --batch=B                 batch per device (one device here), default 1.
   --precision=auto|float32|mixed_bfloat16   the policy judged (default auto: as training
                             resolves train.mixed_precision on this machine, per config and
-                            backend: on a CPU the probe of monet_tf.precision_probe, run afresh
-                            (a temporary cache) and its line printed; mixed_bfloat16 on TPU and
-                            GPUs of compute capability >= 8). It is the policy of "ours" beside
+                            backend: on a CPU the probe of monet_tf.models.precision_probe, run
+                            afresh (a temporary cache) and its line printed; mixed_bfloat16 on TPU
+                            and GPUs of compute capability >= 8). It is the policy of "ours" beside
                             plain and of the JAX and --model comparisons; on JAX the worker
                             probes XLA:CPU itself, so the two sides may differ on a CPU host
                             (pass float32 to compare like with like).
@@ -31,9 +31,9 @@ Every side trains the same architecture on the same fixed random (photo, monet) 
 pairs) held in memory, on this machine's CPU:
 
 - ours float32, ours bfloat16: `build_model(base_config() + overrides)` (model.kind cyclegan:
-  build_cyclegan) exactly as monet_tf.train builds it on this machine under each policy `auto`
-  chooses from on a CPU: default strategy, train.jit_compile "auto" (no XLA on a CPU-only host),
-  pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as
+  build_cyclegan) exactly as monet_tf.training.job builds it on this machine under each policy
+  `auto` chooses from on a CPU: default strategy, train.jit_compile "auto" (no XLA on a CPU-only
+  host), pool 50, lsgan, identity 0.5, cycle 10, no DiffAugment, steps_per_execution 1; driven as
   `model.fit` drives it: its `train_function` called on an iterator of a repeated in-memory
   tf.data dataset. The row of the policy --precision resolves to is marked "(auto)".
 - ours f32 XLA: the float32 step with jit_compile=true, to show what XLA:CPU does to it.
@@ -101,21 +101,23 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from monet_tf.runtime import commandline  # noqa: E402
+
+commandline.prepare(backend=None)  # The quiet console, before TensorFlow loads.
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from monet_tf import config as config_lib  # noqa: E402
 from monet_tf.models.critics import build_critic  # noqa: E402
 from monet_tf.models.families import build_model  # noqa: E402
 from monet_tf.models.generators import build_generator  # noqa: E402
-from monet_tf.precision_probe import (PRECISION_CACHE_ENV, ProbeShape, cpu_model,  # noqa: E402
-                                      probe_size)
-from monet_tf.runtime import from_tf_strategy  # noqa: E402
-from monet_tf.strategy import use_xla  # noqa: E402
+from monet_tf.models.precision_probe import (PRECISION_CACHE_ENV, ProbeShape,  # noqa: E402
+                                             cpu_model, cpu_precision, probe_size)
+from monet_tf.runtime.devices import from_tf_strategy  # noqa: E402
+from monet_tf.runtime.tf_strategy import use_xla  # noqa: E402
 
 CONFIGS = {  # name: (image_size, generator, ngf)
     "a": (128, "resnet_6blocks", 32),
@@ -240,7 +242,8 @@ def project_config(size: int, generator: str, ngf: int):
 
 
 def build_ours(cfg, photo, monet, policy: str, jit_compile: str = "auto"):
-    """The project's step as monet_tf.train runs it: fit's train_function on a dataset iterator.
+    """The project's step as monet_tf.training.job runs it: fit's train_function on a dataset
+    iterator.
 
     cfg.model.kind picks the family (build_model)."""
     keras.utils.set_random_seed(cfg.seed)
@@ -657,8 +660,8 @@ def main(argv: list[str]) -> None:
     names = FLAGS.configs or (["a"] if FLAGS.quick else ["a", "b"])
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
-        raise app.UsageError(f"--configs: unknown {', '.join(unknown)}; choose from "
-                             f"{', '.join(CONFIGS)}")
+        commandline.fail(f"--configs={','.join(names)}: unknown {', '.join(unknown)}; choose "
+                         f"from {', '.join(CONFIGS)}")
     if FLAGS.precision == "auto" and not os.environ.get(PRECISION_CACHE_ENV):
         # A fresh probe, so that the ratio below judges a measurement of this run.
         os.environ[PRECISION_CACHE_ENV] = os.path.join(
@@ -703,14 +706,15 @@ def main(argv: list[str]) -> None:
 
 
 def resolve_policy(runtime, name: str) -> str:
-    """--precision for config `name` as monet_tf.train resolves train.mixed_precision on this
+    """--precision for config `name` as monet_tf.training.job resolves train.mixed_precision on this
     machine (auto on a CPU: the probe at the config's width and size, its line printed)."""
     size, _, ngf = config_shape(name)
     try:
-        return runtime.precision(FLAGS.precision, ProbeShape(ngf, probe_size(size)))
+        shape = ProbeShape(ngf, probe_size(size))
+        return runtime.precision(FLAGS.precision, lambda backend: cpu_precision(backend, shape))
     finally:
         keras.config.set_dtype_policy("float32")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    commandline.run(main)

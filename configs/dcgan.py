@@ -12,7 +12,7 @@ DiffAugment because 300 paintings is a tiny set to train a critic on. An epoch i
 the paintings (18 steps of 16); MiFID scores 1,000 paintings from fixed noise every 50 epochs and
 the submission is 7,000 generated paintings:
 
-    python -m monet_tf.predict --model=runs/<run>/export/noise_to_monet --count=7000 \
+    python -m monet_tf predict --model=runs/<run>/export/noise_to_monet --count=7000 \
         --output=images.zip
 """
 

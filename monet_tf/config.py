@@ -5,6 +5,9 @@ field can be overridden on the command line (`--config.train.epochs=5`). The res
 saved beside the checkpoints as `config.json`.
 """
 
+import difflib
+from typing import Any
+
 import ml_collections
 
 
@@ -94,8 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
     # auto | float32 | mixed_bfloat16 | mixed_float16. auto: mixed_bfloat16 on TPU and on GPUs
     # of compute capability >= 8.0; mixed_float16 with dynamic loss scaling on 7.x GPUs (T4,
     # V100; TensorFlow only); on a CPU whichever of float32 and mixed_bfloat16 ran a probe of
-    # the generator's layers faster there (monet_tf.precision_probe: measured once per machine,
-    # cached); else float32.
+    # the generator's layers faster there (monet_tf.models.precision_probe: measured once per
+    # machine, cached); else float32.
     c.train.mixed_precision = "auto"
     c.train.checkpoint_every = 1  # Epochs between checkpoints (one is always written at the end).
     # Wall-clock limit for training in this process, e.g. "4h30m", "90m", "600s" (empty: none).
@@ -146,3 +149,32 @@ def base_config() -> ml_collections.ConfigDict:
     c.wandb.entity = ""
     c.wandb.run_name = ""
     return c
+
+
+# ---- the fields by name, for messages that name one -------------------------------------------
+
+def flatten(tree: dict, prefix: str = ""):
+    """(dotted field, value) of every leaf of a config's dict: ("train.epochs", 100), ..."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def known_fields() -> list[str]:
+    return [field for field, _ in flatten(base_config().to_dict())]
+
+
+def flag(field: str, value: Any) -> str:
+    """How a user sets this value: --config.train.lr=0.1."""
+    shown = "''" if value == "" else str(value).lower() if isinstance(value, bool) else value
+    return f"--config.{field}={shown}"
+
+
+def unknown_field_message(field: str, value: Any = None) -> str:
+    """`--config.<field>: there is no such field; did you mean --config.<nearest>?`"""
+    near = difflib.get_close_matches(field, known_fields(), n=1, cutoff=0.6)
+    hint = f"did you mean --config.{near[0]}?" if near else "see monet_tf/config.py for every field"
+    shown = f"--config.{field}" if value is None else flag(field, value)
+    return f"{shown}: there is no such field; {hint}"

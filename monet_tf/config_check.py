@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-from monet_tf.config import base_config
+from monet_tf.config import flag, flatten, unknown_field_message
 
 # Fields a run adds to its config.json (train.py); a resolved config may carry them.
 RESOLVED = ("runtime", "train.replicas", "train.global_batch_size")
@@ -23,12 +23,6 @@ RESOLVED = ("runtime", "train.replicas", "train.global_batch_size")
 
 class ConfigError(ValueError):
     """A config value cannot work; the message is one line that names --config.<field>."""
-
-
-def flag(field: str, value: Any) -> str:
-    """How a user sets this value: --config.train.lr=0.1."""
-    shown = "''" if value == "" else str(value).lower() if isinstance(value, bool) else value
-    return f"--config.{field}={shown}"
 
 
 # ---- durations ("4h30m", "90m", "600s", "600") ------------------------------------------------
@@ -192,7 +186,7 @@ def _lazy(module: str, name: str) -> Callable[[], tuple[str, ...]]:
 
 
 def _topology(value) -> str | None:
-    from monet_tf import tpus
+    from monet_tf.runtime import tpus
 
     if text(value) or value == "" or value in tpus.TOPOLOGIES:
         return text(value)
@@ -267,7 +261,7 @@ FIELDS: dict[str, Rule] = {
     "train.decay_fraction": number(0.0, 1.0),
     "train.steps_per_execution": _POSITIVE,
     "train.jit_compile": flag_choice,
-    "train.mixed_precision": choice(_lazy("monet_tf.strategy", "POLICIES")),
+    "train.mixed_precision": choice(_lazy("monet_tf.runtime.tf_strategy", "POLICIES")),
     "train.checkpoint_every": _POSITIVE,
     "train.time_budget": duration(empty_ok=True),
     "train.keep_checkpoints": _POSITIVE,
@@ -381,26 +375,10 @@ COMBINATIONS = (_cut_reads_a_resnet, _image_size_for_generator, _critic_sees_the
 
 # ---- the check ---------------------------------------------------------------------------------
 
-def known_fields() -> list[str]:
-    return [field for field, _ in _flatten(base_config().to_dict())]
-
-
-def nearest_field(field: str) -> str | None:
-    near = difflib.get_close_matches(field, known_fields(), n=1, cutoff=0.6)
-    return near[0] if near else None
-
-
-def unknown_field_message(field: str, value: Any = None) -> str:
-    near = nearest_field(field)
-    hint = f"did you mean --config.{near}?" if near else "see monet_tf/config.py for every field"
-    shown = f"--config.{field}" if value is None else flag(field, value)
-    return f"{shown}: there is no such field; {hint}"
-
-
 def check(cfg: ml_collections.ConfigDict, backend: str | None = None) -> None:
     """Raises ConfigError for the first field (or combination) that cannot work. backend: the
     Keras backend the run uses, for the checks that depend on it (None: skip those)."""
-    values = dict(_flatten(cfg.to_dict()))
+    values = dict(flatten(cfg.to_dict()))
     for field, value in values.items():
         if field in FIELDS:
             problem = FIELDS[field](value)
@@ -425,11 +403,3 @@ def check_global_batch(cfg: ml_collections.ConfigDict, replicas: int, images: in
             f"{flag('train.batch_size', batch)}: the global batch ({batch} x {replicas} "
             f"replicas) is larger than the {images} training {domain}, so no epoch is one pass; "
             "lower it or set data.steps_per_epoch")
-
-
-def _flatten(d: dict, prefix: str = ""):
-    for key, value in d.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value

@@ -1,7 +1,7 @@
 r"""Bundle monet_tf for a Kaggle notebook that runs with internet off.
 
-    python -m monet_tf.kaggle bundle --output DIR [--dataset_name monet-tf-offline] \
-        [--inception_weights PATH]
+    monet-tf bundle --output DIR [--dataset_name monet-tf-offline] [--inception_weights PATH]
+    python -m monet_tf.kaggle bundle --output DIR     # the same, by its older name
 
 DIR gets everything a submission notebook needs beside Kaggle's own image: wheels/ (this
 package and the pure-Python dependencies the images lack), run_train.py, configs/, the bundled
@@ -65,7 +65,6 @@ KAGGLE_PYTHON = kaggle_tpu_stack()[0]  # tpu/config.txt BASE_IMAGE; Colab's base
 PACKAGE = "monet_tf"
 DEFAULT_DATASET = "monet-tf-offline"
 WEIGHTS_NAME = "inception_v3_notop.h5"
-COMMANDS = ("bundle",)
 _PACKAGE_FILES = ("setup.cfg", "setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _DATASET_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
@@ -245,7 +244,7 @@ def check_weights(path: str) -> None:
 
 def cached_weights() -> str | None:
     """Keras' cached ImageNet notop file, which training on this machine uses, if it is there."""
-    from monet_tf.inception import imagenet_cache_path
+    from monet_tf.scoring.inception import imagenet_cache_path
 
     cached = imagenet_cache_path()
     return cached if os.path.isfile(cached) else None
@@ -293,7 +292,7 @@ def install_text(dataset_name: str, weights_bundled: bool) -> str:
         "Where the run does not write /kaggle/working/images.zip itself (config submission.path),",
         "make the submission from its export:",
         "",
-        "!python -m monet_tf.predict --model /kaggle/working/run/export/photo_to_monet "
+        "!python -m monet_tf predict --model /kaggle/working/run/export/photo_to_monet "
         "--input /kaggle/input/gan-getting-started/photo_tfrec --output /kaggle/working/images.zip",
         "",
     ])
@@ -374,10 +373,8 @@ def bundle(output: str, dataset_name: str = DEFAULT_DATASET,
 
 
 def main(argv: list[str]) -> None:
-    command = argv[1:]
-    if command != ["bundle"]:
-        print(f"error: expected the command {' | '.join(COMMANDS)}, got "
-              f"{' '.join(command) or 'none'} (python -m monet_tf.kaggle bundle --output DIR)",
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {' '.join(argv[1:])} (monet-tf bundle --output DIR)",
               file=sys.stderr)
         sys.exit(2)
     try:
@@ -404,8 +401,12 @@ def define_flags() -> None:
                         "ImageNet file when present).")
 
 
-if __name__ == "__main__":
-    from monet_tf import cli
+if __name__ == "__main__":  # python -m monet_tf.kaggle bundle: monet-tf bundle, by its older name.
+    from monet_tf.runtime import commandline
 
+    if sys.argv[1:2] != ["bundle"]:
+        given = sys.argv[1] if len(sys.argv) > 1 else "nothing"
+        commandline.fail(f"expected the command bundle, got {given}: python -m monet_tf.kaggle "
+                         "bundle --output DIR (or monet-tf bundle --output DIR)")
     define_flags()
-    cli.run(main)
+    commandline.run(main, [sys.argv[0], *sys.argv[2:]])

@@ -10,7 +10,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "monet_tf_test_jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-# `auto` precision on a CPU measures once and caches (monet_tf.precision_probe): the tests'
+# `auto` precision on a CPU measures once and caches (monet_tf.models.precision_probe): the tests'
 # runs keep their measurements out of the user's ~/.cache.
 os.environ.setdefault("MONET_TF_PRECISION_CACHE",
                       os.path.join(tempfile.gettempdir(), "monet_tf_test_precision.json"))

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_tf import inception, metrics
-from monet_tf.fid_callback import MiFIDCallback, _quantize_numpy
+from monet_tf.scoring import inception
+from monet_tf.scoring import metrics
+from monet_tf.scoring.mifid_callback import MiFIDCallback, _quantize_numpy
 
 BATCH = 2  # per device
 

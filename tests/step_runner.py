@@ -3,7 +3,7 @@
   python tests/step_runner.py BACKEND HOST_DEVICES CASES.json
 
 CASES.json is a list of {"name", "devices", "weights_dir", "out", "flags"}; `devices` counts
-every process's (a run of several processes: one started by `python -m monet_tf.launch`, or with
+every process's (a run of several processes: one started by `python -m monet_tf launch`, or with
 its environment); flags are
 [--kind K] [--pool N] [--diffaugment P] [--batch B] [--steps S] [--nce_layers L] [--nce_patches N]
 [--lr LR] [--adam_epsilon E] [--generator G] [--dtype float32|float64]. For each case: loads each network's `<weights_dir>/<name>.weights.h5`
@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from monet_tf.backend import select_backend  # noqa: E402
+from monet_tf.runtime.backend import select_backend  # noqa: E402
 
 SIZE = 32
 
@@ -72,7 +72,7 @@ def run_case(backend, case):
 
     from monet_tf.config import base_config
     from monet_tf.models.families import build_model
-    from monet_tf.runtime import make_runtime
+    from monet_tf.runtime.devices import make_runtime
 
     # One runtime per device count and process: a second MirroredStrategy over the same
     # devices would reuse the first one's collective keys (conftest says more).
@@ -149,7 +149,7 @@ def run_case(backend, case):
 
 
 def multi_process(backend) -> bool:
-    from monet_tf.cluster import from_environment
+    from monet_tf.runtime.cluster import from_environment
 
     return from_environment(backend).multi
 

@@ -1,5 +1,6 @@
 """--backend: the choice rule, its error messages, and the models importing without TensorFlow."""
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -7,9 +8,9 @@ import sys
 
 import pytest
 
-from monet_tf.backend import BackendError, choose_backend, flag_from_argv
-from monet_tf.runtime import Runtime
-from monet_tf.strategy import StrategyError
+from monet_tf.runtime.backend import BackendError, choose_backend, flag_from_argv
+from monet_tf.runtime.devices import Runtime
+from monet_tf.runtime.tf_strategy import StrategyError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_config.py"
@@ -86,13 +87,13 @@ def test_run_train_with_jax_missing_says_how_to_install_it(tmp_path):
 
 
 def test_export_cli_refuses_jax_and_runs_on_tensorflow_whatever_the_environment(tmp_path):
-    refused = subprocess.run([sys.executable, "-m", "monet_tf.export", f"--workdir={tmp_path}",
+    refused = subprocess.run([sys.executable, "-m", "monet_tf", "export", f"--workdir={tmp_path}",
                               "--backend=jax"], capture_output=True, text=True, timeout=300,
                              env=_env())
     assert refused.returncode == 2
     assert "--backend=jax: this command runs on tensorflow only" in refused.stderr
     # KERAS_BACKEND=jax in the environment (a JAX notebook) does not stop the export CLI.
-    missing = subprocess.run([sys.executable, "-m", "monet_tf.export", f"--workdir={tmp_path}"],
+    missing = subprocess.run([sys.executable, "-m", "monet_tf", "export", f"--workdir={tmp_path}"],
                              capture_output=True, text=True, timeout=300,
                              env=_env(KERAS_BACKEND="jax"))
     assert missing.returncode == 2
@@ -104,7 +105,8 @@ import sys
 sys.modules["tensorflow"] = None  # Any `import tensorflow` now raises ImportError.
 import numpy as np
 import keras
-from monet_tf.models import generators, critics, losses, diffaugment, image_pool, step_jax
+from monet_tf.models import generators, critics, losses, diffaugment, image_pool
+from monet_tf.models.steps import jax_step as step_jax
 from monet_tf.models import build_cyclegan
 from monet_tf.config import base_config
 cfg = base_config()
@@ -140,14 +142,15 @@ def test_jax_auto_precision_follows_the_device(kind, capability, expected, monke
                                                tmp_path):
     import keras
 
-    from monet_tf import precision_probe
+    from monet_tf.models import precision_probe
 
     # A CPU's choice is measured (tests/test_precision_probe.py): here float32 is the faster.
     monkeypatch.setenv(precision_probe.PRECISION_CACHE_ENV, str(tmp_path / "precision.json"))
     monkeypatch.setattr(precision_probe, "measure_step", lambda backend, shape: (1.0, 2.0))
     runtime = Runtime("jax", kind, [f"{kind}:0"], 1, device_kind=kind, compute_capability=capability)
+    probe = functools.partial(precision_probe.cpu_precision, shape=precision_probe.ProbeShape())
     try:
-        assert runtime.precision("auto") == expected
+        assert runtime.precision("auto", probe) == expected
         assert keras.config.dtype_policy().name == expected
         assert runtime.precision("float32") == "float32"
         with pytest.raises(StrategyError, match="loss scaling.*TensorFlow backend only"):

@@ -14,12 +14,12 @@ pytest.importorskip("jax", reason="the JAX bench needs jax (pip install jax)")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WORKER = REPO / "bench" / "step_jax.py"
 
-# The worker as a machine without TensorFlow runs it: importing tensorflow (or monet_tf.runtime,
-# which imports it) fails.
+# The worker as a machine without TensorFlow runs it: importing tensorflow (or
+# monet_tf.runtime.devices, which imports it) fails.
 NO_TF = (
     "import runpy, sys\n"
     "sys.modules['tensorflow'] = None\n"
-    "sys.modules['monet_tf.runtime'] = None\n"
+    "sys.modules['monet_tf.runtime.devices'] = None\n"
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )

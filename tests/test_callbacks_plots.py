@@ -1,4 +1,5 @@
-"""monet_tf.callbacks' figures: loss curves from a real CSVLogger file, the sample grid's layout."""
+"""monet_tf.training.callbacks' figures: loss curves from a real CSVLogger file, the sample grid's
+layout."""
 
 import csv
 import math
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf.callbacks import loss_curves_figure, plot_loss_curves, sample_grid
+from monet_tf.training.callbacks import loss_curves_figure, plot_loss_curves, sample_grid
 from monet_tf.config import base_config
 from monet_tf.models import METRICS, build_cyclegan
 from tests import tiny_config

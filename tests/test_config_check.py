@@ -15,7 +15,7 @@ import sys
 import ml_collections
 import pytest
 
-from monet_tf import config_check
+from monet_tf import config, config_check
 from monet_tf.config import base_config
 from monet_tf.config_check import ConfigError, check, check_global_batch, parse_duration
 
@@ -128,7 +128,7 @@ def _problem(cfg, backend=None) -> str:
 
 
 def test_every_field_has_a_rule_and_a_bad_value_here():
-    fields = set(config_check.known_fields())
+    fields = set(config.known_fields())
     assert set(config_check.FIELDS) == fields, "a field without a rule, or a rule without a field"
     assert set(BAD) == fields, "a field without a bad value in this table"
 
@@ -254,18 +254,18 @@ def test_a_new_users_mistakes_get_one_line_and_exit_2(tmp_path, flags, expected)
 
 
 def test_predict_keeps_native_log_lines_off_the_console_unless_verbosity_asks(tmp_path):
-    args = ["-m", "monet_tf.predict", f"--model={tmp_path}", f"--input={tmp_path}",
+    args = ["-m", "monet_tf", "predict", f"--model={tmp_path}", f"--input={tmp_path}",
             f"--output={tmp_path / 'out'}"]
     quiet, loud = _run(*args), _run(*args, "--verbosity=0")
     assert quiet.returncode == loud.returncode == 2
     assert quiet.stderr.strip().splitlines() == [
         f"monet_tf.predict: error: --model {tmp_path} is not a SavedModel (no saved_model.pb); "
-        "export one with monet_tf.export"], quiet.stderr
+        "export one with monet_tf.inference.export"], quiet.stderr
     assert NOISE.search(loud.stderr), loud.stderr  # TensorFlow's own lines, back on request.
 
 
 def test_a_fatal_native_line_gets_through_the_filter():
-    code = ("from monet_tf.console import quiet; import os; quiet(False, -1); "
+    code = ("from monet_tf.runtime.console import quiet; import os; quiet(False, -1); "
             "os.write(2, b'I1204 13:00:00.000001 7 port.cc:153] noise\\n'); "
             "os.write(2, b'F1204 13:00:00.000002 7 fatal.cc:9] Check failed: x\\n')")
     result = _run("-c", code, timeout=60)

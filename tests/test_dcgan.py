@@ -1,5 +1,5 @@
 """DCGAN (model.kind=dcgan): noise -> paintings on both backends, its SavedModel, and
-`python -m monet_tf.predict --count`, which writes the asked number of valid, distinct images."""
+`python -m monet_tf predict --count`, which writes the asked number of valid, distinct images."""
 
 import io
 import json
@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from monet_tf import predict
-from monet_tf.callbacks import sample_grid
-from monet_tf.export import export_generator, export_noise_generator
+from monet_tf.inference import predict
+from monet_tf.training.callbacks import sample_grid
+from monet_tf.inference.export import export_generator, export_noise_generator
 from monet_tf.models.dcgan import DCGAN, build_dcgan, build_noise_generator, fixed_noise
 from monet_tf.models.generators import build_generator
 from tests import tiny_config
@@ -50,7 +50,7 @@ def _env() -> dict:
 
 def run_predict(*args: str) -> subprocess.CompletedProcess:
     """A fresh process, as a user runs it: the export must load with TensorFlow alone."""
-    return subprocess.run([sys.executable, "-m", "monet_tf.predict", *args], env=_env(),
+    return subprocess.run([sys.executable, "-m", "monet_tf", "predict", *args], env=_env(),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -152,11 +152,11 @@ def test_step_trains_on_tensorflow_over_two_replicas(two_cpu_strategy):
 
 JAX_STEP = """
 import json, sys
-from monet_tf.backend import select_backend
+from monet_tf.runtime.backend import select_backend
 select_backend("jax", "cpu", 2)
 import keras, numpy as np, tensorflow as tf
 from monet_tf.models.dcgan import build_dcgan
-from monet_tf.runtime import make_runtime
+from monet_tf.runtime.devices import make_runtime
 from tests.test_dcgan import SIZE, _placeholder_batches, tiny_dcgan_config
 
 runtime = make_runtime("cpu", cpu_replicas=2)
@@ -169,7 +169,8 @@ before = [np.asarray(v.numpy()).copy() for v in model.trainable_variables]
 rng = np.asarray(model.rng.state.numpy()).copy()
 history = model.fit(_placeholder_batches(3, 4), epochs=1, steps_per_epoch=3, verbose=0).history
 # The export: a TensorFlow subprocess rebuilds noise_to_monet from the run's config.
-from monet_tf import checkpoints, train
+from monet_tf.models import checkpoints
+from monet_tf.training import job as train
 workdir = sys.argv[1]
 checkpoints.save_config(cfg, workdir)
 train.export_all(model, cfg, workdir + "/export", workdir)
@@ -230,8 +231,8 @@ def test_tiny_run_exports_noise_to_monet_and_predict_writes_the_asked_count(tmp_
     10; the photos would give 2), MiFID picks export/best by noise_to_monet's weights, the
     submission generates submission.count paintings; then a fresh `predict --count=13` process
     writes 13 valid, distinct JPEGs into a zip and into a folder."""
-    from monet_tf import train
-    from monet_tf.inception import build_inception
+    from monet_tf.training import job as train
+    from monet_tf.scoring.inception import build_inception
 
     weights = tmp_path / "inception.weights.h5"
     build_inception(None).save_weights(str(weights))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf.export import INPUT_NAME, OUTPUT_KEY, export_generator
+from monet_tf.inference.export import INPUT_NAME, OUTPUT_KEY, export_generator
 from monet_tf.models.generators import build_generator, generator_multiple
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf import metrics
-from monet_tf.fid_callback import SCORE_KEYS, MiFIDCallback
+from monet_tf.scoring import metrics
+from monet_tf.scoring.mifid_callback import SCORE_KEYS, MiFIDCallback
 from monet_tf.models import build_cyclegan
 from tests import wandb_records
 from tests.tiny_config import get_config

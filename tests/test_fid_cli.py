@@ -1,4 +1,5 @@
-"""`python -m monet_tf.fid` in real subprocesses: folders, a Kaggle-style zip, JSON, missing weights."""
+"""`python -m monet_tf fid` in real subprocesses: folders, a Kaggle-style zip, JSON, missing
+weights."""
 
 import json
 import os
@@ -40,8 +41,8 @@ def image_sets(tmp_path_factory, repo_root):
 
 def _run(repo_root, *args, env=None, timeout=300):
     full_env = dict(os.environ, PYTHONPATH=str(repo_root), TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "monet_tf.fid", *args], cwd=repo_root, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "monet_tf", "fid", *args], cwd=repo_root,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def _scores_from_text(stdout):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf import inception
+from monet_tf.scoring import inception
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("inception")

@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from monet_tf import inception, metrics
+from monet_tf.scoring import inception
+from monet_tf.scoring import metrics
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("inception_jax")

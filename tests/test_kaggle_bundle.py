@@ -102,7 +102,7 @@ def test_install_text_without_weights_turns_mifid_off():
 def test_cached_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert kaggle.cached_weights() is None
-    from monet_tf.inception import IMAGENET_FILE
+    from monet_tf.scoring.inception import IMAGENET_FILE
 
     (tmp_path / "models").mkdir()
     cached = _fake_weights(tmp_path / "models" / IMAGENET_FILE)
@@ -237,7 +237,7 @@ def test_bundle_installs_offline_on_kaggles_tpu_stack_dry_runs_and_compiles(
     assert re.search(r"^memory: 1\.\dM parameters; .* GiB per device", dry.stdout, re.M), dry.stdout
 
     # Kaggle's own compiler: XLA:TPU of libtpu 0.0.17 under jax 0.7.2, for a v5e-8.
-    compiled = _run(python, "-m", "monet_tf.tpu_compile",
+    compiled = _run(python, "-m", "monet_tf", "compile-tpu",
                     f"--config={REPO / 'tests' / 'tpu_tiny_config.py'}", "--topology=v5e-8",
                     "--effort=fast", "--programs=train_step,translate", "--json", env=env,
                     cwd=tmp_path, timeout=1800)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from monet_tf import metrics
+from monet_tf.scoring import metrics
 
 
 def _random_gaussian(rng, n, d, shift=0.0, scale=1.0):

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from monet_tf import data
-from monet_tf.cluster import Cluster, ClusterError, from_settings, rendezvous
+from monet_tf.runtime.cluster import Cluster, ClusterError, from_settings, rendezvous
 from monet_tf.data.pipeline import host_share
-from monet_tf.launch import free_ports, process_environments
+from monet_tf.runtime.launch import free_ports, process_environments
 from tests.data_files import colour_shard, colours, data_config, pixel_colours
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -205,7 +205,7 @@ def test_the_launcher_starts_every_process_with_its_place_and_prefixes_their_lin
     probe = ("import os, json, sys; print(os.environ['KERAS_DISTRIBUTION_PROCESS_ID'], "
              "json.loads(os.environ['TF_CONFIG'])['task']['index']); "
              "sys.exit(int(os.environ['KERAS_DISTRIBUTION_PROCESS_ID']) * 3)")
-    result = subprocess.run([sys.executable, "-m", "monet_tf.launch", "--num_processes=3", "--",
+    result = subprocess.run([sys.executable, "-m", "monet_tf", "launch", "--num_processes=3", "--",
                              sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=60, env=_env())
     assert sorted(result.stdout.splitlines()) == [
@@ -254,7 +254,7 @@ def test_the_console_names_the_coordinator_when_jax_ends_a_process_for_its_loss(
     """When process 0 dies, JAX aborts the others from C++ (they cannot catch it); the console
     filter, which outlives the process, adds the one line. The lines are JAX 0.10's, as seen
     here when process 0 was killed with -9."""
-    from monet_tf import console
+    from monet_tf.runtime import console
 
     fatal = [b"E1204 14:38:42.612505    1605 coordination_service_agent.cc:289] Polled an error "
              b"from coordination service (this can be an error from this or another task).\n",
@@ -277,8 +277,8 @@ def test_the_console_names_the_coordinator_when_jax_ends_a_process_for_its_loss(
 
 RESOLVED = """
 import runpy, sys
-from monet_tf import train as t
-from monet_tf.runtime import make_runtime
+from monet_tf.training import job as t
+from monet_tf.runtime.devices import make_runtime
 
 cfg = runpy.run_path(sys.argv[1])["get_config"]()
 cfg.data.steps_per_epoch = int(sys.argv[3])  # As if this process had other data.

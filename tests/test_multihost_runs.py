@@ -1,7 +1,7 @@
 """The whole training job as two processes on this machine, on JAX (jax.distributed, gloo over
-127.0.0.1) and on TensorFlow (MultiWorkerMirroredStrategy): started by README's commands, one
-writer, a restart of every process resumes exactly, SIGTERM to every process stops them after the
-same step, and a process killed with -9 stops the other within a bounded time, naming it.
+127.0.0.1) and on TensorFlow (MultiWorkerMirroredStrategy): started by docs/multihost.md's commands,
+one writer, a restart of every process resumes exactly, SIGTERM to every process stops them after
+the same step, and a process killed with -9 stops the other within a bounded time, naming it.
 
 Per backend a straight run (the reference, and the one-writer checks), a run that is
 interrupted, and its restart; module fixtures, so each runs once. The interruption is a kill -9
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from monet_tf.launch import free_ports
+from monet_tf.runtime.launch import free_ports
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_config.py"
@@ -51,17 +51,19 @@ def _env() -> dict:
 
 
 def readme_command(starts_with: str) -> list[str]:
-    """The README line that starts so, as argv (its trailing comment dropped)."""
-    lines = [line for line in (REPO / "README.md").read_text().splitlines()
+    """The line of docs/multihost.md that starts so, as argv (its trailing comment dropped;
+    `monet-tf` run as `python -m monet_tf`)."""
+    lines = [line for line in (REPO / "docs" / "multihost.md").read_text().splitlines()
              if line.startswith(starts_with)]
-    assert lines, f"README.md must show: {starts_with} ..."
-    return [sys.executable if arg == "python" else arg
-            for arg in shlex.split(lines[0].split("#")[0])]
+    assert lines, f"docs/multihost.md must show: {starts_with} ..."
+    argv = shlex.split(lines[0].split("#")[0])
+    argv = [sys.executable if arg == "python" else arg for arg in argv]
+    return [sys.executable, "-m", "monet_tf", *argv[1:]] if argv[0] == "monet-tf" else argv
 
 
 def launch(backend: str, workdir, *flags, timeout=600) -> subprocess.CompletedProcess:
-    """README's command for N processes on this machine, for `backend`."""
-    argv = readme_command("python -m monet_tf.launch --num_processes=2 -- python run_train.py")
+    """docs/multihost.md's command for N processes on this machine, for `backend`."""
+    argv = readme_command("monet-tf launch --num_processes=2 -- python run_train.py")
     argv = [arg for arg in argv if not arg.startswith("--backend=")]
     return subprocess.run([*argv, f"--backend={backend}", f"--config={TINY}",
                            f"--workdir={workdir}", *flags], capture_output=True, text=True,
@@ -141,7 +143,7 @@ def runs(request, tmp_path_factory):
     weights = root / "inception.weights.h5"
     scores = []
     if backend == "tensorflow":  # MiFID on TensorFlow (on JAX: minutes of XLA:CPU compile).
-        from monet_tf.inception import build_inception
+        from monet_tf.scoring.inception import build_inception
 
         build_inception(None).save_weights(str(weights))
         scores = ["--config.eval.every=2", "--config.eval.num_images=3",
@@ -264,8 +266,9 @@ def test_mifid_gathers_the_features_of_every_process(runs):
     import keras
     import ml_collections
 
-    from monet_tf import data, metrics
-    from monet_tf.fid_callback import MiFIDCallback
+    from monet_tf import data
+    from monet_tf.scoring import metrics
+    from monet_tf.scoring.mifid_callback import MiFIDCallback
     from monet_tf.models.families import build_generators
 
     workdir = runs["root"] / "straight"

@@ -4,7 +4,7 @@ and DiffAugment on), on JAX and on TensorFlow, for CycleGAN and FastCUT.
 
 tests/step_runner.py runs the cases: one process with two devices (JAX's host devices, or
 MirroredStrategy over two logical CPUs), then two processes of one device each, started by
-`python -m monet_tf.launch` (jax.distributed with gloo over 127.0.0.1, or
+`python -m monet_tf launch` (jax.distributed with gloo over 127.0.0.1, or
 MultiWorkerMirroredStrategy), each feeding its own rows of every batch.
 """
 
@@ -50,8 +50,8 @@ def runs(tmp_path_factory) -> dict:
             listing.write_text(json.dumps(cases))
             command = [sys.executable, str(RUNNER), backend, str(2 // processes), str(listing)]
             if processes > 1:
-                command = [sys.executable, "-m", "monet_tf.launch", f"--num_processes={processes}",
-                           "--", *command]
+                command = [sys.executable, "-m", "monet_tf", "launch",
+                           f"--num_processes={processes}", "--", *command]
             result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                                     env=env, cwd=REPO)
             assert result.returncode == 0, result.stderr[-4000:]

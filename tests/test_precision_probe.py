@@ -3,15 +3,16 @@ once per machine. The choice is tested with the timings injected, both ways roun
 test depends on this machine's speed; one test times the real probe and checks only its form.
 The training run that records the probe in config.json is tests/test_train.py's wandb run."""
 
+import functools
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf import precision_probe
-from monet_tf.precision_probe import (BFLOAT16_MARGIN, ProbeShape, cache_key, choose_cpu_precision,
-                                      cpu_precision)
-from monet_tf.runtime import Runtime, from_tf_strategy
+from monet_tf.models import precision_probe
+from monet_tf.models.precision_probe import (BFLOAT16_MARGIN, ProbeShape, cache_key,
+                                             choose_cpu_precision, cpu_precision)
+from monet_tf.runtime.devices import Runtime, from_tf_strategy
 
 # Seconds per pair of the training step (bench/train_step.py --quick): the Intel Xeon of issue 19
 # (AVX512-BF16, no AMX: float32 1.208 pairs/s, bfloat16 0.757) and the AMD EPYC Zen 4 of the
@@ -58,9 +59,10 @@ def test_auto_on_a_cpu_takes_the_faster_policy_measured_once(backend, timings, e
 
     monkeypatch.setattr(precision_probe, "measure_step", measure)
     shape = ProbeShape(ngf=32, image_size=128)
+    probe = functools.partial(precision_probe.cpu_precision, shape=shape)
     runtime = _cpu_runtime(backend)
     try:
-        assert runtime.precision("auto", shape) == expected
+        assert runtime.precision("auto", probe) == expected
         assert keras.config.dtype_policy().name == expected
         assert measured == [(backend, shape)]
         line = capsys.readouterr().out.strip()
@@ -77,12 +79,12 @@ def test_auto_on_a_cpu_takes_the_faster_policy_measured_once(backend, timings, e
         monkeypatch.setattr(precision_probe, "measure_step",
                             lambda *args: pytest.fail("measured again"))
         again = _cpu_runtime(backend)
-        assert again.precision("auto", shape) == expected
+        assert again.precision("auto", probe) == expected
         assert f"-> {expected} (cached from {record['measured']} in {cache})" in (
             capsys.readouterr().out)
         assert again.as_config()["precision_probe"] == {**record, "cached": True}
         # Explicit policies are taken as they are, without a probe.
-        assert _cpu_runtime(backend).precision("float32", shape) == "float32"
+        assert _cpu_runtime(backend).precision("float32", probe) == "float32"
     finally:
         keras.config.set_dtype_policy("float32")
 

@@ -1,4 +1,5 @@
-"""monet_tf.predict: exported generator over folders / TFRecords into JPEG folders and images.zip."""
+"""monet_tf.inference.predict: exported generator over folders / TFRecords into JPEG folders and
+images.zip."""
 
 import io
 import os
@@ -12,9 +13,9 @@ import tensorflow as tf
 from PIL import Image
 
 from monet_tf import data
-from monet_tf.export import export_generator
+from monet_tf.inference.export import export_generator
 from monet_tf.models.generators import build_generator
-from monet_tf.predict import KAGGLE_MAX_IMAGES, KAGGLE_MIN_IMAGES, PredictError, predict
+from monet_tf.inference.predict import KAGGLE_MAX_IMAGES, KAGGLE_MIN_IMAGES, PredictError, predict
 from tests.data_files import encode, gradient, write_images, write_shard
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
@@ -33,7 +34,7 @@ def model_dir(tmp_path_factory):
 def run_cli(repo_root, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(repo_root), TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
-        [sys.executable, "-m", "monet_tf.predict", *args], env=env, capture_output=True,
+        [sys.executable, "-m", "monet_tf", "predict", *args], env=env, capture_output=True,
         text=True, timeout=600,
     )
 

@@ -6,7 +6,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from monet_tf.strategy import (StrategyError, auto_precision, cpu_has_native_bfloat16,
+from monet_tf.runtime.tf_strategy import (StrategyError, auto_precision, cpu_has_native_bfloat16,
                                get_strategy, kind_of, set_mixed_precision, strategy_kind,
                                use_xla, xla_choice)
 

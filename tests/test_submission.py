@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from monet_tf import submission
+from monet_tf.inference import submission
 from tests.test_train import run_train
 
 
@@ -72,7 +72,7 @@ def test_a_submission_that_cannot_be_written_is_refused_before_training(tmp_path
 def test_run_submits_every_photo_through_the_best_generator(tmp_path, sample_dir):
     """Scores every epoch, then translates all 32 sample photos (held-out ones too) with the
     generator export/best holds: the zip's pixels are that SavedModel's translation."""
-    from monet_tf.inception import build_inception
+    from monet_tf.scoring.inception import build_inception
 
     weights = tmp_path / "inception.weights.h5"
     build_inception(None).save_weights(str(weights))

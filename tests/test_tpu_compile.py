@@ -1,4 +1,4 @@
-"""monet_tf.tpu_compile: a config's TPU programs through XLA:TPU on this CPU-only machine.
+"""monet_tf.training.tpu_compile: a config's TPU programs through XLA:TPU on this CPU-only machine.
 
 A tiny config (32 px, narrow nets) is compiled for a v5e-8 (eight compile-only chips) for every
 family: the train step Keras' JAX trainer jits, the submission's translator (CycleGAN's, which
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from monet_tf import tpus
+from monet_tf.runtime import tpus
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("tpu_compile")
@@ -29,7 +29,7 @@ needs_libtpu = pytest.mark.skipif(
     reason="libtpu (the TPU compiler) is not installed: pip install -e '.[test]' brings it")
 
 
-def _cli(*args, script=("-m", "monet_tf.tpu_compile"), env=None, timeout=900):
+def _cli(*args, script=("-m", "monet_tf", "compile-tpu"), env=None, timeout=900):
     return subprocess.run([sys.executable, *script, *args], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=timeout)
 
@@ -156,7 +156,7 @@ def test_topologies_by_the_names_users_know():
 
 @needs_libtpu
 def test_libtpu_describes_every_topology_in_the_table():
-    probe = ("from monet_tf import tpus, tpu_compile\n"
+    probe = ("from monet_tf.runtime import tpus\nfrom monet_tf.training import tpu_compile\n"
              "for t in tpus.TOPOLOGIES.values():\n"
              "    d = tpu_compile.topology_devices(t)\n"
              "    print(t.name, len(d), d[0].platform)\n")
@@ -229,10 +229,10 @@ def test_steps_per_execution_calls_the_one_program_that_is_compiled():
     (the jitted step's cache holds one executable), not a larger 4-step program."""
     probe = """
 import numpy as np
-from monet_tf.backend import select_backend
+from monet_tf.runtime.backend import select_backend
 select_backend("jax", "cpu")
 from monet_tf.models.families import build_model
-from monet_tf.tpu_compile import jitted_train_step
+from monet_tf.training.tpu_compile import jitted_train_step
 from tests import tiny_config
 cfg = tiny_config.get_config()
 cfg.train.steps_per_execution = 4

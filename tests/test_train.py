@@ -1,4 +1,5 @@
-"""The training job through its real entry points: run_train.py and monet_tf.train in subprocesses."""
+"""The training job through its real entry points: run_train.py and monet_tf.training.job in
+subprocesses."""
 
 import csv
 import hashlib
@@ -18,10 +19,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf import precision_probe
+from monet_tf.models import precision_probe
 from monet_tf.config import base_config
 from monet_tf.models.cyclegan import METRICS
-from monet_tf.precision_probe import ProbeShape
+from monet_tf.models.precision_probe import ProbeShape
 from tests import wandb_records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def test_sigint_saves_before_exiting(tmp_path):
 
 NATIVE_WORK = """
 import numpy as np
-from monet_tf.callbacks import StopOnSignal
+from monet_tf.training.callbacks import StopOnSignal
 
 StopOnSignal(lambda: "runs/x/checkpoints/ckpt-7").install()
 a = np.random.default_rng(0).standard_normal((6000, 6000))
@@ -207,7 +208,7 @@ def _wait_for(condition, proc, timeout):
 RESUME_SCRIPT = """
 import json, os, signal, sys
 import keras, runpy
-from monet_tf import train as t
+from monet_tf.training import job as t
 
 cfg = runpy.run_path(sys.argv[1])["get_config"]()
 cfg.train.deterministic = True
@@ -290,7 +291,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved
 
 
 def test_export_cli_names_what_is_missing(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "monet_tf.export", f"--workdir={tmp_path}"],
+    result = subprocess.run([sys.executable, "-m", "monet_tf", "export", f"--workdir={tmp_path}"],
                             capture_output=True, text=True, timeout=300, env=_env())
     assert result.returncode == 2
     assert f"{tmp_path / 'config.json'} not found" in result.stderr
@@ -379,7 +380,7 @@ def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
 
     # Re-exporting from the latest checkpoint gives the generator the run exported.
     reexport = subprocess.run(
-        [sys.executable, "-m", "monet_tf.export", f"--workdir={workdir}",
+        [sys.executable, "-m", "monet_tf", "export", f"--workdir={workdir}",
          f"--output={tmp_path / 'reexport'}"],
         capture_output=True, text=True, timeout=300, env=_env())
     assert reexport.returncode == 0, reexport.stderr[-3000:]
@@ -402,7 +403,8 @@ def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
 
     zip_path = tmp_path / "images.zip"
     predicted = subprocess.run(
-        [sys.executable, "-m", "monet_tf.predict", f"--model={workdir / 'export/photo_to_monet'}",
+        [sys.executable, "-m", "monet_tf", "predict",
+         f"--model={workdir / 'export/photo_to_monet'}",
          f"--input={sample_dir / 'photo_tfrec'}", f"--output={zip_path}", "--allow_any_count"],
         capture_output=True, text=True, timeout=600, env=_env())
     assert predicted.returncode == 0, predicted.stderr[-3000:]

@@ -1,6 +1,6 @@
 """The whole training job on Keras' JAX backend: exact resume after SIGTERM, the export that
-TensorFlow alone loads, and README's JAX command over two host devices. Each in subprocesses,
-since Keras picks its backend once per process."""
+TensorFlow alone loads, and the JAX command of docs/hardware.md over two host devices. Each in
+subprocesses, since Keras picks its backend once per process."""
 
 import json
 import os
@@ -32,7 +32,7 @@ def _env(**extra) -> dict:
 RESUME_SCRIPT = """
 import os, signal, sys
 import keras, runpy
-from monet_tf import train as t
+from monet_tf.training import job as t
 
 cfg = runpy.run_path(sys.argv[1])["get_config"]()
 cfg.train.epochs, cfg.train.decay_epochs = 2, 1
@@ -131,7 +131,7 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
     np.save(tmp_path / "x.npy", x)
     jax_side = (
         "import sys, numpy as np\n"
-        "from monet_tf import checkpoints as ck\n"
+        "from monet_tf.models import checkpoints as ck\n"
         "g = ck.restore_generators(sys.argv[1])[0]['photo_to_monet']\n"
         "x = np.load(sys.argv[2]).astype('float32') / 127.5 - 1.0\n"
         "y = np.clip(np.round((np.asarray(g(x, training=False)) + 1.0) * 127.5), 0, 255)\n"
@@ -148,7 +148,8 @@ def test_jax_resume_after_sigterm_equals_the_uninterrupted_run_and_exports_for_t
         "y = serve(tf.constant(np.load(sys.argv[2])))['images'].numpy()\n"
         "assert 'monet_tf' not in sys.modules\n"
         "ref = np.load(sys.argv[3]).astype(int)\n"
-        "print(y.dtype, y.shape, int(np.abs(y.astype(int) - ref).max()), int(np.abs(ref - 128).max()))\n")
+        "print(y.dtype, y.shape, int(np.abs(y.astype(int) - ref).max()), "
+        "int(np.abs(ref - 128).max()))\n")
     fresh = subprocess.run(
         [sys.executable, "-I", "-c", tf_side, str(resumed / "export" / "photo_to_monet"),
          str(tmp_path / "x.npy"), str(tmp_path / "jax.npy")], capture_output=True, text=True,
@@ -208,9 +209,10 @@ def test_a_second_signal_exits_at_once_while_xla_compiles_the_step(tmp_path, fir
 
 
 def _readme_jax_command() -> list[str]:
-    lines = [line for line in (REPO / "README.md").read_text().splitlines()
-             if line.startswith("python run_train.py --backend=jax --strategy=cpu --cpu_replicas=2")]
-    assert lines, "README.md must show the JAX command for two host devices"
+    lines = [line for line in (REPO / "docs" / "hardware.md").read_text().splitlines()
+             if line.startswith("python run_train.py --backend=jax --strategy=cpu "
+                                "--cpu_replicas=2")]
+    assert lines, "docs/hardware.md must show the JAX command for two host devices"
     return shlex.split(lines[0].split("#")[0])
 
 
@@ -224,7 +226,7 @@ def test_readme_jax_command_trains_over_two_host_devices_with_mifid_wandb_and_su
     argv = _readme_jax_command()
     assert argv[:2] == ["python", "run_train.py"]
     # Random-init InceptionV3 weights saved by TensorFlow, read by the JAX run's MiFID callback.
-    from monet_tf.inception import build_inception
+    from monet_tf.scoring.inception import build_inception
 
     weights = tmp_path / "inception.weights.h5"
     build_inception(None).save_weights(str(weights))

@@ -290,7 +290,7 @@ def test_non_finite_gradients_on_one_replica_skip_the_step_on_all(two_cpu_strate
 
 
 def test_loss_scale_grows_after_a_run_of_finite_steps_and_never_drops_below_one():
-    from monet_tf.models.loss_scale import DynamicLossScale
+    from monet_tf.models.steps.loss_scale import DynamicLossScale
 
     loss_scale = DynamicLossScale(initial_scale=4.0, growth_steps=2)
     seen = []

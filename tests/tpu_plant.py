@@ -1,5 +1,5 @@
 """Plants TPU-hostile constructs in CycleGAN's loss maths, one at a time, and runs
-monet_tf.tpu_compile's command for each, in one process.
+monet_tf.training.tpu_compile's command for each, in one process.
 
   python tests/tpu_plant.py float64,callback,dynamic_shape [tpu_compile flags]
 
@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from monet_tf.backend import select_backend  # noqa: E402
+from monet_tf.runtime.backend import select_backend  # noqa: E402
 
 PLANTS = ("float64", "callback", "dynamic_shape")
 
@@ -28,7 +28,7 @@ def main() -> None:
     import jax
     import keras
 
-    from monet_tf import tpu_compile
+    from monet_tf.training import tpu_compile
     from monet_tf.models.cyclegan import CycleGAN
 
     original = CycleGAN.compute_losses

@@ -3,6 +3,9 @@
     sources = find_sources(data_dir)              # where the images are
     report = validate(sources, ...)               # every record checked once, before training
     ds = train_dataset(sources, report, cfg.data, global_batch, seed)
+
+May import runtime/ (the console) and monet_tf.config; nothing of models, which data flows into.
+`inspect` and `make_tfrecords` are the commands `monet-tf inspect` and `monet-tf make-tfrecords`.
 """
 
 from monet_tf.data.images import decode_rgb, resize_square, to_float, to_uint8

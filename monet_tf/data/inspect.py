@@ -238,8 +238,8 @@ def define_flags() -> None:
     flags.mark_flag_as_required("out")
 
 
-if __name__ == "__main__":
-    from monet_tf import cli
+if __name__ == "__main__":  # python -m monet_tf.data.inspect: monet-tf inspect.
+    from monet_tf.runtime import commandline
 
     define_flags()
-    cli.run(main)
+    commandline.run(main)

@@ -18,6 +18,8 @@ from monet_tf.data import records
 from monet_tf.data.images import decode_rgb, resize_square
 from monet_tf.data.sources import DataError, IMAGE_EXTENSIONS, list_recursive
 
+FLAGS = flags.FLAGS
+
 SIZE = 256
 
 
@@ -71,19 +73,22 @@ def main(argv):
     try:
         paths = write_tfrecords(FLAGS.input, FLAGS.output, FLAGS.domain, FLAGS.shards)
     except DataError as e:
-        from monet_tf import cli
+        from monet_tf.runtime import commandline
 
-        cli.fail(str(e))
+        commandline.fail(str(e))
     print(f"wrote {len(paths)} shards to {FLAGS.output}")
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
     flags.DEFINE_string("input", None, "Folder of JPEG/PNG images (searched recursively).")
     flags.DEFINE_string("output", None, "Folder for the .tfrec shards.")
     flags.DEFINE_enum("domain", None, ["monet", "photo"], "Written as each record's target.")
     flags.DEFINE_integer("shards", 1, "Number of shards.")
     flags.mark_flags_as_required(["input", "output", "domain"])
-    FLAGS = flags.FLAGS
-    from monet_tf import cli
 
-    cli.run(main)
+
+if __name__ == "__main__":  # python -m monet_tf.data.make_tfrecords: monet-tf make-tfrecords.
+    from monet_tf.runtime import commandline
+
+    define_flags()
+    commandline.run(main)

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import tensorflow as tf
-from monet_tf.console import warn
+from monet_tf.runtime.console import warn
 from monet_tf.data.images import decode_rgb
 from monet_tf.data.sources import DataError, DataSources, Source
 

@@ -1,6 +1,10 @@
-"""Keras networks, losses and the CycleGAN model (no data imports: data flows into here).
+"""The model families: Keras networks (`generators`, `critics`), losses, and one GANModel per
+family (`cyclegan`, `cut`, `dcgan`; `families` builds them by model.kind) that owns its step,
+run per backend by `steps/`. `checkpoints` keeps a model's state (and its run's config.json) on
+disk; `precision_probe` times the generators' layers for `auto` precision on a CPU.
 
-Everything here but the TensorFlow step (`step_tensorflow`, `replica_rng`) imports without
+May import runtime/ (tf_strategy's XLA rule) and monet_tf.config; no data: data flows in here.
+Everything here but the TensorFlow step (`steps/tf_step`, `steps/replica_rng`) imports without
 TensorFlow, so the models and the JAX step run on a machine with only JAX and Keras.
 """
 
@@ -24,7 +28,7 @@ __all__ = [
 
 def __getattr__(name):
     if name == "ReplicaSeedGenerator":  # TensorFlow only: imported when asked for.
-        from monet_tf.models.replica_rng import ReplicaSeedGenerator
+        from monet_tf.models.steps.replica_rng import ReplicaSeedGenerator
 
         return ReplicaSeedGenerator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,8 +22,9 @@ from monet_tf.models import losses
 from monet_tf.models.diffaugment import diff_augment, parse_policy
 from monet_tf.models.gan import (
     CRITIC_LOSS, GENERATOR_LOSS, GANModel, adam_optimizers, check_batch, patch_critic,
-    resolve_jit, static_batch, step_rng, translator,
+    resolve_jit, step_rng, translator,
 )
+from monet_tf.models.steps import static_batch
 from monet_tf.models.generators import ENCODER_FEATURES
 from monet_tf.models.patchnce import ProjectionHead, gather_patches, patch_nce_loss, sample_locations
 

@@ -4,7 +4,7 @@ The step follows pytorch-CycleGAN (Zhu et al., 2017) and is written for TPU: sta
 variables (image pools, RNG), losses in full precision (float32 under mixed precision) averaged
 over the global batch, XLA-compilable.
 `compute_losses` is the whole algorithm in keras.ops, shared by both backends; only the gradient
-plumbing differs, in `step_tensorflow` (GradientTape, tf.distribute) and `step_jax` (one
+plumbing differs, in `steps/tf_step` (GradientTape, tf.distribute) and `steps/jax_step` (one
 stateless, jitted step). This module imports without TensorFlow.
 """
 
@@ -17,8 +17,9 @@ from monet_tf.models import losses
 from monet_tf.models.diffaugment import diff_augment, parse_policy
 from monet_tf.models.gan import (
     CRITIC_LOSS, GENERATOR_LOSS, GANModel, adam_optimizers, check_batch, patch_critic,
-    resolve_jit, static_batch, step_rng, translator,
+    resolve_jit, step_rng, translator,
 )
+from monet_tf.models.steps import static_batch
 from monet_tf.models.image_pool import ImagePool
 
 METRICS = (

@@ -19,8 +19,9 @@ from monet_tf.models import losses
 from monet_tf.models.diffaugment import diff_augment, parse_policy
 from monet_tf.models.gan import (
     CRITIC_LOSS, GENERATOR_LOSS, GANModel, adam_optimizers, check_batch, patch_critic,
-    resolve_jit, static_batch, step_rng,
+    resolve_jit, step_rng,
 )
+from monet_tf.models.steps import static_batch
 from monet_tf.models.layers import Initializers, full_precision_output
 
 METRICS = ("monet_gen_loss", "gen_total_loss", "monet_critic_loss")

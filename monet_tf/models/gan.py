@@ -7,7 +7,7 @@ A family (CycleGAN, CUT, DCGAN) is a `GANModel` that declares
 - METRICS: what `compute_losses` logs each step;
 - LOSS_GROUPS: (loss, networks) pairs: each loss is differentiated with respect to its networks
   only (the generator loss trains the generators, the critic loss the critics).
-`compute_losses` is the whole algorithm in keras.ops; `step_tensorflow` and `step_jax` run any
+`compute_losses` is the whole algorithm in keras.ops; `steps/tf_step` and `steps/jax_step` run any
 family from these declarations. This module imports without TensorFlow.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from monet_tf.models.loss_scale import DynamicLossScale
+from monet_tf.models.steps.loss_scale import DynamicLossScale
 
 GENERATOR_LOSS, CRITIC_LOSS = "gen_total_loss", "critic_total_loss"
 
@@ -30,7 +30,7 @@ def step_rng(seed: int, name: str, shared: bool = False):
     locations); on JAX, one stream for the one program over the global batch."""
     if on_jax():
         return keras.random.SeedGenerator(seed, name=name)
-    from monet_tf.models.replica_rng import ReplicaSeedGenerator
+    from monet_tf.models.steps.replica_rng import ReplicaSeedGenerator
 
     return ReplicaSeedGenerator(seed, name=name, shared=shared)
 
@@ -104,7 +104,7 @@ class GANModel(keras.Model):
         # carries only `model.optimizer.variables` through the step, a group of all of them.
         keras_optimizer = ordered[0]
         if on_jax():
-            from monet_tf.models.step_jax import OptimizerGroup
+            from monet_tf.models.steps.jax_step import OptimizerGroup
 
             keras_optimizer = OptimizerGroup(ordered)
         super().compile(optimizer=keras_optimizer, steps_per_execution=steps_per_execution,
@@ -129,19 +129,12 @@ class GANModel(keras.Model):
     def train_step(self, *args):
         """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
         if on_jax():
-            from monet_tf.models import step_jax
+            from monet_tf.models.steps import jax_step
 
-            return step_jax.train_step(self, *args)
-        from monet_tf.models import step_tensorflow
+            return jax_step.train_step(self, *args)
+        from monet_tf.models.steps import tf_step
 
-        return step_tensorflow.train_step(self, *args)
-
-
-def static_batch(images) -> int:
-    batch = images.shape[0]
-    if batch is None:
-        raise ValueError("the training step needs a static batch size (drop_remainder=True)")
-    return batch
+        return tf_step.train_step(self, *args)
 
 
 def resolve_jit(cfg, jit_compile: bool | None) -> bool:
@@ -152,7 +145,7 @@ def resolve_jit(cfg, jit_compile: bool | None) -> bool:
         return str(cfg.train.jit_compile).lower() != "false"
     import tensorflow as tf
 
-    from monet_tf.strategy import use_xla
+    from monet_tf.runtime.tf_strategy import use_xla
 
     return use_xla(cfg.train.jit_compile, tf.distribute.get_strategy())
 

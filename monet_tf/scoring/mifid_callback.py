@@ -19,9 +19,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from monet_tf import metrics
-from monet_tf.console import warn
-from monet_tf.inception import InceptionFeatures, InceptionWeightsError
+from monet_tf.scoring import metrics
+from monet_tf.runtime.console import warn
+from monet_tf.scoring.inception import InceptionFeatures, InceptionWeightsError
 
 SCORE_KEYS = ("mifid", "fid", "memorization")
 
@@ -168,7 +168,7 @@ class MiFIDCallback(keras.callbacks.Callback):
             return
         payload = {f"eval/{key}": result[key] for key in SCORE_KEYS}
         step = epoch + 1
-        if run.step <= step:  # Same step convention as monet_tf.callbacks.WandbMetrics.
+        if run.step <= step:  # Same step convention as monet_tf.training.callbacks.WandbMetrics.
             run.log(payload, step=step)
         else:
             run.log(payload)

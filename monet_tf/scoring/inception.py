@@ -228,8 +228,8 @@ def jax_features_step(model: keras.Model, distribution=None):
     """The MiFID features as one JAX program: (trainable, non_trainable, images) -> [B, 2048],
     resize included, jitted. The variables are arguments, so set_weights / load_weights later
     are seen; the features come back replicated over `distribution`'s devices (a small
-    all-gather), readable from every host. `monet_tf.tpu_compile` compiles this same function
-    for a TPU."""
+    all-gather), readable from every host. `monet_tf.training.tpu_compile` compiles this same
+    function for a TPU."""
     import jax
 
     def features(trainable, non_trainable, images):

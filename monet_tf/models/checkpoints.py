@@ -6,7 +6,7 @@ schedule), the image pools and the step's random state.
 
 TensorFlow runs write `tf.train.Checkpoint`s (`checkpoints/ckpt-N.index` + data): the state hangs
 off the model, so one object graph covers it; the exported generators are also named at the top
-level so that `monet_tf.export` can restore them alone.
+level so that `monet_tf.inference.export` can restore them alone.
 
 JAX runs write a folder per checkpoint, `checkpoints/ckpt-N/`: each network as a Keras
 `.weights.h5` (Keras' backend-neutral format, so TensorFlow reads the generators of a JAX run for

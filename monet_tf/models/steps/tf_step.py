@@ -9,8 +9,8 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from monet_tf.models.gan import static_batch
-from monet_tf.models.loss_scale import count_nonfinite
+from monet_tf.models.steps import static_batch
+from monet_tf.models.steps.loss_scale import count_nonfinite
 
 
 def train_step(model, data):

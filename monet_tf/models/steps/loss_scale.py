@@ -5,7 +5,7 @@ backward pass per network, a finiteness check on one replica's gradients only (K
 first replica's answer), and a skipped step that left the optimizer's iteration count (our step
 count, the learning-rate schedule, the resume offset) one behind. Here the step differentiates
 each loss once, seeded with its scale, decides on all replicas' gradients together, and counts a
-skipped step as a step (see models/step_tensorflow.py).
+skipped step as a step (see models/steps/tf_step.py).
 """
 
 from __future__ import annotations

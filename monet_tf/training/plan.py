@@ -14,9 +14,9 @@ import sys
 
 import ml_collections
 
-from monet_tf import tpus
+from monet_tf.runtime import tpus
 from monet_tf.models import total_steps
-from monet_tf.train import format_duration
+from monet_tf.training.job import format_duration
 
 DRY_RUN_STEPS = 3
 PAINTINGS = 300  # The competition's monet_tfrec: an epoch of a family that trains on them alone.
@@ -79,8 +79,8 @@ def full_run(cfg: ml_collections.ConfigDict, devices: int | None = None,
 
 
 def describe(cfg: ml_collections.ConfigDict, compiled: list | None = None) -> str:
-    """The full run's plan; `compiled`: monet_tf.tpu_compile's ProgramReports for the config
-    (its FLOPs replace the config's, and its compile times join the plan)."""
+    """The full run's plan; `compiled`: monet_tf.training.tpu_compile's ProgramReports for the
+    config (its FLOPs replace the config's, and its compile times join the plan)."""
     reports = {r.program: r for r in compiled or ()}
     step = reports.get("train_step")
     plan = full_run(cfg, devices=None, flops_per_pair=step.flops_per_item if step else None)
@@ -108,49 +108,6 @@ def describe(cfg: ml_collections.ConfigDict, compiled: list | None = None) -> st
     lines.append(f"  limit for the whole job: {est.limit}")
     lines.extend(f"  {r.describe()}" for r in reports.values())
     return "\n".join(lines)
-
-
-def compile_for(cfg: ml_collections.ConfigDict, topology: str, effort: str = "default",
-                echo=print) -> list:
-    """The config's programs compiled for `topology` by `python -m monet_tf.tpu_compile` in a
-    subprocess (it needs the JAX backend; this process may run TensorFlow's), each report
-    echoed as it comes. Raises tpu_compile.CompileError (or SetupError) with the CLI's error."""
-    import json
-    import os
-    import subprocess
-    import tempfile
-
-    from monet_tf import tpu_compile
-
-    with tempfile.TemporaryDirectory(prefix="monet_tf_compile_") as tmp:
-        config_json = os.path.join(tmp, "config.json")
-        with open(config_json, "w") as f:
-            f.write(cfg.to_json())
-        process = subprocess.Popen(
-            [sys.executable, "-m", "monet_tf.tpu_compile", f"--config_json={config_json}",
-             f"--topology={topology}", f"--effort={effort}", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        reports = []
-        try:
-            for line in process.stdout:
-                if line.startswith("{"):
-                    fields = {f.name for f in tpu_compile.dataclasses.fields(
-                        tpu_compile.ProgramReport)}
-                    report = tpu_compile.ProgramReport(
-                        **{k: v for k, v in json.loads(line).items() if k in fields})
-                    reports.append(report)
-                    echo(report.describe())
-            errors = process.stderr.read()
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-    if process.returncode != 0:
-        lines = [line[len("error: "):] for line in errors.splitlines() if line.startswith("error:")]
-        message = lines[-1] if lines else errors.strip()[-2000:]
-        raise (tpu_compile.SetupError if process.returncode == 2 else
-               tpu_compile.CompileError)(message)
-    return reports
 
 
 def memory(model, cfg: ml_collections.ConfigDict) -> str:

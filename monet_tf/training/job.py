@@ -23,19 +23,19 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from monet_tf import callbacks as cb
-from monet_tf import checkpoints as ckpt
+from monet_tf.training import callbacks as cb
+from monet_tf.models import checkpoints as ckpt
 from monet_tf import data
-from monet_tf import submission
+from monet_tf.inference import submission
 from monet_tf.config_check import ConfigError, check, check_global_batch, parse_duration
-from monet_tf.console import warn
-from monet_tf.export import export_generators
-from monet_tf.inception import InceptionWeightsError, resolve_weights
+from monet_tf.runtime.console import warn
+from monet_tf.inference.export import export_generators
+from monet_tf.scoring.inception import InceptionWeightsError, resolve_weights
 from monet_tf.models import generator_multiple, total_steps
 from monet_tf.models.dcgan import fixed_noise
 from monet_tf.models.families import build_model, translates_photos
-from monet_tf.precision_probe import ProbeShape
-from monet_tf.runtime import Runtime, current, from_tf_strategy
+from monet_tf.models.precision_probe import ProbeShape, cpu_precision
+from monet_tf.runtime.devices import Runtime, current, from_tf_strategy
 
 METRICS_CSV = "metrics.csv"
 
@@ -136,7 +136,7 @@ def _write_demo(export_dir: str, photos: tf.Tensor, out_dir: str) -> list[str]:
 
 def _write_generated_demo(export_dir: str, count: int, seed: int, out_dir: str) -> list[str]:
     """A few paintings from the exported noise generator, from the noise `python -m
-    monet_tf.predict --count` draws with the same seed."""
+    monet_tf.inference.predict --count` draws with the same seed."""
     tf.io.gfile.makedirs(out_dir)
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
@@ -149,26 +149,65 @@ def _write_generated_demo(export_dir: str, count: int, seed: int, out_dir: str) 
     return paths
 
 
+@dataclasses.dataclass
+class Run:
+    """What the stages of a run share once its config is resolved: the config as config.json
+    records it, the data, and the step arithmetic."""
+
+    cfg: ml_collections.ConfigDict
+    workdir: str
+    sources: data.DataSources
+    report: data.DataReport
+    photos: bool  # Whether the family translates photos (every kind but dcgan).
+    global_batch: int
+    steps: int  # Per epoch.
+    last_step: int
+    total_epochs: int
+    submission_path: str | None
+    budget: float | None
+    started: float
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str,
           runtime: Runtime | tf.distribute.Strategy | None = None, verbose: int | str = "auto",
           extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
     """Trains (or resumes) the run in `workdir` and exports its generators under `workdir/export`.
 
-    runtime: where to train (monet_tf.runtime.make_runtime); a tf.distribute strategy also works
-    on TensorFlow; None: the current strategy / JAX's first device.
+    runtime: where to train (monet_tf.runtime.devices.make_runtime); a tf.distribute strategy
+    also works on TensorFlow; None: the current strategy / JAX's first device.
     Raises TrainingStopped after SIGINT/SIGTERM (a checkpoint was saved), TrainingDiverged on a
-    non-finite loss (nothing saved), and DataError / WorkdirError on bad input before training.
+    non-finite loss (nothing saved), and ConfigError / DataError / WorkdirError on bad input
+    before training.
     """
+    started = time.monotonic()
+    runtime = _as_runtime(runtime)
+    run = resolve(cfg, workdir, runtime, started)
+    model, manager = restore(run, runtime)
+    done, history, stopped_by_budget = fit(run, runtime, model, manager, verbose,
+                                           extra_callbacks)
+    export_dir = export(run, runtime, model)
+    if run.submission_path:
+        _write_submission(model, run.cfg, runtime, run.sources, workdir, run.submission_path,
+                          started)
+    return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
+                       epochs_planned=run.total_epochs, stopped_by_budget=stopped_by_budget,
+                       model=model)
+
+
+def _as_runtime(runtime) -> Runtime:
     if runtime is None:
-        runtime = current()
-    elif not isinstance(runtime, Runtime):
-        runtime = from_tf_strategy(runtime)
-    strategy = runtime.tf_strategy
+        return current()
+    return runtime if isinstance(runtime, Runtime) else from_tf_strategy(runtime)
+
+
+def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
+            started: float) -> Run:
+    """Everything a user can get wrong, before any model is built: the config, the workdir,
+    the Inception weights, the submission's output, the data (every record decoded once); then
+    precision and XLA on this runtime and the resolved config that config.json records."""
     check(cfg, runtime.backend)
-    chief = runtime.chief
     ckpt.check_workdir(workdir, runtime.process_index)
     budget = parse_duration(cfg.train.time_budget)
-    started = time.monotonic()
     submission_path = submission.resolve_path(cfg.submission.path)
     # A DCGAN trains on the paintings alone: an epoch is a pass over them, and no photo is
     # decoded for training, translated for the demo or submitted.
@@ -183,7 +222,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
-    precision = runtime.precision(cfg.train.mixed_precision, ProbeShape.of(cfg, jit_compile))
+    shape = ProbeShape.of(cfg, jit_compile)
+    precision = runtime.precision(cfg.train.mixed_precision,
+                                  lambda backend: cpu_precision(backend, shape))
     keras.utils.set_random_seed(cfg.seed)  # After auto's probe on a CPU, which builds a network.
     print(f"{runtime.describe()}; precision {precision}; {xla_note}", flush=True)
 
@@ -213,86 +254,80 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     cfg.train.global_batch_size = global_batch
     cfg.runtime = {**runtime.as_config(), "precision": precision, "jit_compile": jit_compile}
     last_step = total_steps(cfg, steps)
-    total_epochs = math.ceil(last_step / steps)
     _same_run_everywhere(runtime, cfg)
     if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
+    return Run(cfg, workdir, sources, report, photos, global_batch, steps, last_step,
+               math.ceil(last_step / steps), submission_path, budget, started)
 
+
+def restore(run: Run, runtime: Runtime):
+    """The model, built with every variable, and its checkpoint manager, restored from the
+    latest checkpoint (every process from the same one); config.json written beside them."""
+    cfg = run.cfg
     with runtime.scope():
-        model = build_model(cfg, steps_per_epoch=steps, global_batch_size=global_batch,
-                            jit_compile=jit_compile, replicas=runtime.replicas)
-    manager = ckpt.training_checkpoints(model, workdir, cfg.train.keep_checkpoints, chief=chief)
+        model = build_model(cfg, steps_per_epoch=run.steps, global_batch_size=run.global_batch,
+                            jit_compile=cfg.runtime.jit_compile, replicas=runtime.replicas)
+    manager = ckpt.training_checkpoints(model, run.workdir, cfg.train.keep_checkpoints,
+                                        chief=runtime.chief)
     if manager.latest:
         manager.restore(manager.latest)
-    step = saved_step = global_step(model)
-    _same_checkpoint_everywhere(runtime, manager.latest, step, workdir)
-    start_epoch, offset = divmod(step, steps)
+    step = global_step(model)
+    _same_checkpoint_everywhere(runtime, manager.latest, step, run.workdir)
+    start_epoch, offset = divmod(step, run.steps)
     if step:
         print(f"Resuming from {manager.latest}: epoch {start_epoch + 1}, "
-              f"step {offset} of {steps}.", flush=True)
-    metrics_csv = os.path.join(workdir, METRICS_CSV)
-    if chief:
-        ckpt.save_config(cfg, workdir)
-        _truncate_csv(metrics_csv, start_epoch)
-    _same_workdir_everywhere(runtime, cfg, workdir)
+              f"step {offset} of {run.steps}.", flush=True)
+    if runtime.chief:
+        ckpt.save_config(cfg, run.workdir)
+        _truncate_csv(os.path.join(run.workdir, METRICS_CSV), start_epoch)
+    _same_workdir_everywhere(runtime, cfg, run.workdir)
+    return model, manager
 
-    sample_photos = _first_batch(
-        data.heldout_photos(sources, report, cfg.data, cfg.train.num_samples), cfg.train.num_samples)
-    sample_monets = _first_batch(
-        data.eval_images(sources, report, "monet", cfg.data, cfg.train.num_samples),
-        cfg.train.num_samples)
-    wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled and chief else None
-    tb_dir = os.path.join(workdir, "tensorboard") if cb.tensorboard_installed() else None
-    if tb_dir is None and chief:
-        warn("tensorboard is not installed: TensorBoard logs are off; pip install tensorboard")
+
+def fit(run: Run, runtime: Runtime, model, manager, verbose: int | str = "auto",
+        extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()):
+    """The epochs left, each a fit over exactly its batches, from the step the model is at:
+    checkpoints, the time budget and signals between steps. (epochs done, history, whether the
+    budget stopped it)."""
+    cfg, steps = run.cfg, run.steps
+    saved_step = global_step(model)
+    start_epoch, offset = divmod(saved_step, steps)
     stop = cb.StopOnSignal(lambda: manager.latest, agree=runtime.any_process)
     guard = cb.NonFiniteLossGuard()
-    clock = cb.TimeBudget(started + budget if budget else math.inf, agree=runtime.any_process)
-    # Every process computes (the losses are global, MiFID's features gathered from all);
-    # process 0 alone shows progress and writes the logs, grids and exports.
-    callbacks = [
-        *([cb.EpochProgbar(total_epochs)] if chief else []), guard, stop, clock,
-        *_score_callbacks(cfg, sources, report, model, workdir, strategy, chief),
-    ]
-    if chief:
-        callbacks += [
-            keras.callbacks.CSVLogger(metrics_csv, append=True),
-            *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
-              if tb_dir else []),
-            cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
-            cb.SampleGrid(sample_photos, sample_monets, os.path.join(workdir, "samples"),
-                          cfg.train.sample_every, tb_dir, wandb_run),
-        ]
-    if wandb_run is not None:
-        callbacks.append(cb.WandbMetrics(wandb_run))
+    clock = cb.TimeBudget(run.started + run.budget if run.budget else math.inf,
+                          agree=runtime.any_process)
+    callbacks, wandb_run = _callbacks(run, runtime, model, [guard, stop, clock])
     callbacks.extend(extra_callbacks)
-    if not chief:
+    if not runtime.chief:
         verbose = 0
+
+    def budget_stop(where: str, why: str) -> int:
+        return _budget_stop(manager, model, run.budget, run.started, where, run.total_epochs,
+                            run.last_step, why, saved_step)
 
     history: dict[str, list[float]] = {}
     last_epoch_seconds = None
     done = start_epoch
     stop.install()
     try:
-        for epoch in range(start_epoch, total_epochs):
+        for epoch in range(start_epoch, run.total_epochs):
             if runtime.any_process(bool(last_epoch_seconds) and (
                     time.monotonic() + (last_epoch_seconds or 0) > clock.deadline)):
-                saved_step = _budget_stop(manager, model, budget, started,
-                                          f"before epoch {epoch + 1}", total_epochs, last_step,
-                                          "the next epoch needs about "
-                                          f"{format_duration(last_epoch_seconds or 0)}",
-                                          saved_step)
+                saved_step = budget_stop(f"before epoch {epoch + 1}", "the next epoch needs "
+                                         f"about {format_duration(last_epoch_seconds or 0)}")
                 break
             epoch_started = time.monotonic()
-            todo = min(steps, last_step - epoch * steps) - offset
+            todo = min(steps, run.last_step - epoch * steps) - offset
 
             def epoch_data(epoch=epoch, offset=offset, todo=todo):
                 # This process's share of every global batch, from its own part of the data.
                 # Exactly `todo` batches: Keras runs whole `steps_per_execution` groups and
                 # stops early only when the data ends, so an endless dataset would overshoot.
                 return data.train_dataset(
-                    sources, report, cfg.data, global_batch, seed=epoch_seed(cfg.seed, epoch),
-                    photos=photos, host=(runtime.process_index, runtime.processes),
+                    run.sources, run.report, cfg.data, run.global_batch,
+                    seed=epoch_seed(cfg.seed, epoch), photos=run.photos,
+                    host=(runtime.process_index, runtime.processes),
                 ).skip(offset).take(todo)
 
             result = model.fit(runtime.host_batches(epoch_data), initial_epoch=epoch,
@@ -318,37 +353,71 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
                     exit_code=130 if stop.signal_name == "SIGINT" else 143,
                 )
             if clock.reached:
-                saved_step = _budget_stop(manager, model, budget, started,
-                                          f"in epoch {epoch + 1}", total_epochs, last_step,
-                                          "it ran out during the epoch", saved_step)
+                saved_step = budget_stop(f"in epoch {epoch + 1}", "it ran out during the epoch")
                 break
             done = epoch + 1
             last_epoch_seconds = time.monotonic() - epoch_started
-            if done % cfg.train.checkpoint_every == 0 or done == total_epochs:
+            if done % cfg.train.checkpoint_every == 0 or done == run.total_epochs:
                 manager.save(global_step(model))
                 saved_step = global_step(model)
     finally:
         stop.uninstall()
         if wandb_run is not None:
             wandb_run.finish()
+    return done, history, clock.reached or done < run.total_epochs
 
+
+def _callbacks(run: Run, runtime: Runtime, model, controls: list):
+    """(callbacks, wandb run or None): `controls` (the NaN guard, signals, the budget) and the
+    scores on every process (losses are global, MiFID's features gathered from all); progress,
+    logs, grids and wandb on process 0 alone, which writes the files."""
+    cfg, workdir = run.cfg, run.workdir
+    chief = runtime.chief
+    callbacks = [*([cb.EpochProgbar(run.total_epochs)] if chief else []), *controls,
+                 *_score_callbacks(cfg, run.sources, run.report, model, workdir,
+                                   runtime.tf_strategy, chief)]
+    if not chief:
+        return callbacks, None
+    wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
+    tb_dir = os.path.join(workdir, "tensorboard") if cb.tensorboard_installed() else None
+    if tb_dir is None:
+        warn("tensorboard is not installed: TensorBoard logs are off; pip install tensorboard")
+    metrics_csv = os.path.join(workdir, METRICS_CSV)
+    samples = cfg.train.num_samples
+    callbacks += [
+        keras.callbacks.CSVLogger(metrics_csv, append=True),
+        *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
+          if tb_dir else []),
+        cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
+        cb.SampleGrid(
+            _first_batch(data.heldout_photos(run.sources, run.report, cfg.data, samples), samples),
+            _first_batch(data.eval_images(run.sources, run.report, "monet", cfg.data, samples),
+                         samples),
+            os.path.join(workdir, "samples"), cfg.train.sample_every, tb_dir, wandb_run),
+    ]
+    if wandb_run is not None:
+        callbacks.append(cb.WandbMetrics(wandb_run))
+    return callbacks, wandb_run
+
+
+def export(run: Run, runtime: Runtime, model) -> str:
+    """Process 0 exports the generators and translates a few held-out photos (a DCGAN: paints
+    a few) through the export, as a user would; the export folder."""
+    cfg, workdir = run.cfg, run.workdir
     export_dir = os.path.join(workdir, "export")
-    if chief:
-        export_all(model, cfg, export_dir, workdir)
-        if photos:
-            _write_demo(os.path.join(export_dir, "photo_to_monet"),
-                        _first_batch(data.heldout_photos(sources, report, cfg.data,
-                                                         cfg.train.demo_images),
-                                     cfg.train.demo_images),
-                        os.path.join(workdir, "demo"))
-        else:
-            _write_generated_demo(os.path.join(export_dir, "noise_to_monet"),
-                                  cfg.train.demo_images, cfg.seed, os.path.join(workdir, "demo"))
-    if submission_path:
-        _write_submission(model, cfg, runtime, sources, workdir, submission_path, started)
-    return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
-                       epochs_planned=total_epochs,
-                       stopped_by_budget=clock.reached or done < total_epochs, model=model)
+    if not runtime.chief:
+        return export_dir
+    export_all(model, cfg, export_dir, workdir)
+    if run.photos:
+        _write_demo(os.path.join(export_dir, "photo_to_monet"),
+                    _first_batch(data.heldout_photos(run.sources, run.report, cfg.data,
+                                                     cfg.train.demo_images),
+                                 cfg.train.demo_images),
+                    os.path.join(workdir, "demo"))
+    else:
+        _write_generated_demo(os.path.join(export_dir, "noise_to_monet"),
+                              cfg.train.demo_images, cfg.seed, os.path.join(workdir, "demo"))
+    return export_dir
 
 
 def _budget_stop(manager, model, budget, started, where, total_epochs, last_step,
@@ -426,7 +495,7 @@ def _same_workdir_everywhere(runtime: Runtime, cfg: ml_collections.ConfigDict,
 def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: str) -> str:
     """The model's generators (model.GENERATORS) as uint8 SavedModels. A SavedModel is traced
     by TensorFlow, so a JAX
-    run hands its generators' weights to `python -m monet_tf.export` on the TensorFlow backend
+    run hands its generators' weights to `python -m monet_tf export` on the TensorFlow backend
     in a subprocess (on the CPU, leaving the accelerator to this process)."""
     if keras.backend.backend() == "tensorflow":
         return export_generators({name: getattr(model, name) for name in model.GENERATORS},
@@ -437,7 +506,7 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: 
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         env.pop("XLA_FLAGS", None)
         result = subprocess.run(
-            [sys.executable, "-m", "monet_tf.export", f"--workdir={workdir}",
+            [sys.executable, "-m", "monet_tf", "export", f"--workdir={workdir}",
              f"--checkpoint={weights}", f"--output={export_dir}", "--backend=tensorflow"],
             capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -455,7 +524,7 @@ def _score_callbacks(cfg, sources, report, model, workdir, strategy,
     """
     if cfg.eval.every <= 0:
         return []
-    from monet_tf.fid_callback import MiFIDCallback
+    from monet_tf.scoring.mifid_callback import MiFIDCallback
 
     best_dir = os.path.join(workdir, "export", "best")
     score_file = os.path.join(best_dir, "score.json")

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.linalg
 from absl import logging
 
-from monet_tf.console import warn
+from monet_tf.runtime.console import warn
 from scipy.linalg import lapack
 
 MIFID_EPS = 0.1  # Memorization threshold of the competition.

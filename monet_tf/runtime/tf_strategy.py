@@ -9,7 +9,7 @@ import re
 import keras
 import tensorflow as tf
 
-from monet_tf import cluster as clusters
+from monet_tf.runtime import cluster as clusters
 
 STRATEGIES = ("tpu", "gpu", "cpu")
 POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -171,8 +171,8 @@ def _logical_cpus(n: int) -> list[str]:
 def cpu_has_native_bfloat16() -> bool:
     """True when the CPU lists a native bfloat16 instruction set (AVX512-BF16 or AMX). A flag is
     not speed: on a Xeon with AVX512-BF16 but no AMX bfloat16 training ran at 0.63x float32, so
-    `auto` measures instead (monet_tf.precision_probe). Read from /proc/cpuinfo; False where that
-    does not exist."""
+    `auto` measures instead (monet_tf.models.precision_probe). Read from /proc/cpuinfo; False where
+    that does not exist."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -235,7 +235,7 @@ def auto_precision(device_kind: str, compute_capability: float | None = None,
     TPU: mixed_bfloat16. GPU: mixed_bfloat16 from compute capability 8.0 (Ampere on; no loss
     scaling needed), mixed_float16 with loss scaling on 7.x (V100, T4: float16 tensor cores but
     no bfloat16), float32 below or where loss scaling is unavailable (JAX). CPU: mixed_bfloat16
-    when it was measured faster here (cpu_bfloat16: monet_tf.precision_probe), else float32.
+    when it was measured faster here (cpu_bfloat16: monet_tf.models.precision_probe), else float32.
     """
     if device_kind == "tpu":
         return "mixed_bfloat16"
@@ -262,7 +262,7 @@ def gpu_compute_capability() -> float | None:
 def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy,
                         cpu_bfloat16: bool = False) -> str:
     """Sets Keras' global dtype policy and returns its name; auto as in auto_precision, where
-    cpu_bfloat16 says whether bfloat16 was measured faster on this CPU (monet_tf.runtime
+    cpu_bfloat16 says whether bfloat16 was measured faster on this CPU (monet_tf.runtime.devices
     measures it).
 
     Set it before building the models. Under mixed_float16 CycleGAN.compile turns on dynamic

@@ -1,6 +1,6 @@
 """Starts the N processes of one run on this machine, as N hosts would each start one:
 
-  python -m monet_tf.launch --num_processes=2 -- python run_train.py --backend=jax --strategy=cpu
+  python -m monet_tf launch --num_processes=2 -- python run_train.py --backend=jax --strategy=cpu
 
 Each process gets what both backends read for its place in the run, with ports on 127.0.0.1
 that are free at start: KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID (JAX;
@@ -108,8 +108,8 @@ def launch(count: int, command: list[str], environ=None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m monet_tf.launch", description=__doc__.split("\n\n")[0],
-        usage="python -m monet_tf.launch --num_processes=N -- COMMAND [ARG ...]")
+        prog="python -m monet_tf launch", description=__doc__.split("\n\n")[0],
+        usage="python -m monet_tf launch --num_processes=N -- COMMAND [ARG ...]")
     parser.add_argument("--num_processes", type=int, required=True,
                         help="how many processes of the run to start on this machine")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command each one runs")

@@ -1,12 +1,12 @@
 """Where and how the training step runs, on either Keras backend: devices, precision, XLA.
 
-TensorFlow: a tf.distribute strategy (`monet_tf.strategy`). JAX: all devices of the asked kind
-under `keras.distribution.DataParallel` (global batch = per-device batch x devices), one SPMD
-program that XLA always compiles. Call `monet_tf.backend.select_backend` before this module is
-imported; Keras fixes its backend on import.
+TensorFlow: a tf.distribute strategy (`monet_tf.runtime.tf_strategy`). JAX: all devices of the asked
+kind under `keras.distribution.DataParallel` (global batch = per-device batch x devices), one SPMD
+program that XLA always compiles. Call `monet_tf.runtime.backend.select_backend` before this module
+is imported; Keras fixes its backend on import.
 
-Several processes (`monet_tf.cluster`): MultiWorkerMirroredStrategy on TensorFlow; on JAX the
-multi-controller runtime (`jax.distributed`, gloo collectives on CPUs) with one mesh over every
+Several processes (`monet_tf.runtime.cluster`): MultiWorkerMirroredStrategy on TensorFlow; on JAX
+the multi-controller runtime (`jax.distributed`, gloo collectives on CPUs) with one mesh over every
 process's devices. Each process feeds its own part of every global batch (`host_batches`);
 `exchange` and `any_process` keep the processes' decisions the same.
 """
@@ -20,14 +20,14 @@ import re
 import sys
 import threading
 import time
+from typing import Callable
 
 import keras
 import numpy as np
 
-from monet_tf import cluster as clusters
-from monet_tf import strategy as tf_strategies
-from monet_tf.precision_probe import ProbeResult, ProbeShape, cpu_precision
-from monet_tf.strategy import POLICIES, StrategyError
+from monet_tf.runtime import cluster as clusters
+from monet_tf.runtime import tf_strategy as tf_strategies
+from monet_tf.runtime.tf_strategy import POLICIES, StrategyError
 
 # How long a process waits for the others at an exchange: they may be validating data or
 # exporting for process 0; a process that died is found by its heartbeats long before.
@@ -49,7 +49,7 @@ class Runtime:
     distribution: object | None = None  # keras.distribution.DataParallel on JAX, >1 device
     device_kind: str = "cpu"
     compute_capability: float | None = None  # GPU only
-    precision_probe: ProbeResult | None = None  # What `auto` measured on a CPU.
+    precision_probe: object | None = None  # What `auto` measured on a CPU (cpu_probe's result).
     processes: int = 1
     process_index: int = 0
     cluster: clusters.Cluster = dataclasses.field(default_factory=clusters.Cluster)
@@ -132,12 +132,12 @@ class Runtime:
             return self.tf_strategy.scope()
         return contextlib.nullcontext()
 
-    def precision(self, policy: str, probe: ProbeShape | None = None) -> str:
+    def precision(self, policy: str, cpu_probe: Callable[[str], object] | None = None) -> str:
         """train.mixed_precision -> the Keras dtype policy, set globally (before building).
 
-        `auto` on a CPU times the probe network (`probe`: the config's, ProbeShape.of) in
-        float32 and bfloat16 on this backend, once per machine (monet_tf.precision_probe), and
-        prints both timings and the choice."""
+        `auto` on a CPU takes what `cpu_probe(backend)` measured (models.precision_probe's
+        cpu_precision for the config's network: it times the model's layers in float32 and
+        bfloat16 on this backend, once per machine) and prints it; without a probe, float32."""
         if policy not in POLICIES:
             raise StrategyError(f"mixed_precision={policy!r} is not one of {', '.join(POLICIES)}")
         if self.backend != "tensorflow" and policy == "mixed_float16":
@@ -146,8 +146,8 @@ class Runtime:
                 "does on the TensorFlow backend only; on JAX use mixed_bfloat16 or float32")
         if policy == "auto":
             cpu_bfloat16 = False
-            if self.device_kind == "cpu":
-                self.precision_probe = cpu_precision(self.backend, probe or ProbeShape())
+            if self.device_kind == "cpu" and cpu_probe is not None:
+                self.precision_probe = cpu_probe(self.backend)
                 print(self.precision_probe.describe(), flush=True)
                 cpu_bfloat16 = self.precision_probe.choice == "mixed_bfloat16"
             # No loss scaling on JAX: float32 on 7.x GPUs.
@@ -198,7 +198,8 @@ def make_runtime(strategy: str = "cpu", tpu: str = "local", cpu_replicas: int = 
                  cluster: clusters.Cluster | None = None, run: str = "") -> Runtime:
     """The devices for --strategy on the backend Keras was imported with, over the processes of
     `cluster` (by default, those the environment names). With several, they first meet and
-    check that they are one run of `run` (monet_tf.cluster.rendezvous: ClusterError if not)."""
+    check that they are one run of `run` (monet_tf.runtime.cluster.rendezvous: ClusterError
+    if not)."""
     if strategy not in tf_strategies.STRATEGIES:
         raise StrategyError(
             f"--strategy={strategy!r} is not one of {', '.join(tf_strategies.STRATEGIES)}")
@@ -351,7 +352,7 @@ def _key(client, key: str) -> str | None:
 def _jax_runtime(strategy: str, cpu_replicas: int, cluster: clusters.Cluster) -> Runtime:
     import jax
 
-    from monet_tf.jax_compat import skip_executable_layouts
+    from monet_tf.runtime.jax_compat import skip_executable_layouts
 
     _hide_accelerators_from_tensorflow()
     if strategy == "tpu" and skip_executable_layouts():

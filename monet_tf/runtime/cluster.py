@@ -8,7 +8,7 @@ has one process per host, each running the same command. Where they learn of eac
   KERAS_DISTRIBUTION_JOB_ADDRESSES) and JAX's JAX_COORDINATOR_ADDRESS; on a Cloud TPU pod
   slice nothing at all: JAX finds the hosts itself (TPU_WORKER_HOSTNAMES lists them).
 - TensorFlow: TF_CONFIG, MultiWorkerMirroredStrategy's cluster; its first task is process 0.
-`python -m monet_tf.launch` sets both for N processes on this machine.
+`python -m monet_tf launch` sets both for N processes on this machine.
 
 Bad set-ups would otherwise end in the engines' own timeouts and fatal log lines ("Deadline
 Exceeded ... RegisterTask"). So first each process says who it is to process 0 on the
@@ -138,7 +138,7 @@ def _from_tf_config(num_processes, process_id, coordinator_address, timeout, hea
         if given:
             raise ClusterError(f"{given[0]}: on TensorFlow the processes are the workers that "
                                "TF_CONFIG names (README, 'More than one machine'), or start them "
-                               "with python -m monet_tf.launch")
+                               "with python -m monet_tf launch")
         return Cluster(timeout=timeout, heartbeat=heartbeat)
     try:
         spec = json.loads(text)
@@ -166,7 +166,8 @@ def _from_tf_config(num_processes, process_id, coordinator_address, timeout, hea
 
 
 def from_environment(backend: str, environ=None) -> Cluster:
-    """The cluster the environment alone describes (library use, `monet_tf.launch`'s children)."""
+    """The cluster the environment alone describes (library use, `monet_tf.runtime.launch`'s
+    children)."""
     return from_settings(backend, environ=environ)
 
 

@@ -2,8 +2,8 @@
 
 Each callback does one thing and reads the model through its domain-named generators
 (`photo_to_monet`, and `monet_to_photo` for CycleGAN; `noise_to_monet` for DCGAN). Checkpointing
-is not a callback: the training loop in `monet_tf.train` saves between epochs, where the state is
-known to be whole.
+is not a callback: the training loop in `monet_tf.training.job` saves between epochs, where the
+state is known to be whole.
 """
 
 from __future__ import annotations

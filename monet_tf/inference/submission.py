@@ -5,7 +5,7 @@ the run trained on, into images.zip (7,000-10,000 JPEGs of 256x256).
 Batches are translated where the model lives: under the tf.distribute strategy (each replica
 takes its slice of the batch) or as one jitted JAX call sharded over the devices, with a fixed
 batch shape so XLA compiles once. Reading, resizing, JPEG encoding and the zip are
-monet_tf.predict's, so the archive is the one `python -m monet_tf.predict` writes.
+monet_tf.inference.predict's, so the archive is the one `python -m monet_tf predict` writes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_tf import predict
+from monet_tf.inference import predict
 from monet_tf.data import to_uint8
-from monet_tf.export import inference_copy, is_noise_generator
+from monet_tf.inference.export import inference_copy, is_noise_generator
 
 KAGGLE_WORKING = "/kaggle/working"
 SIZE = 256
@@ -51,8 +51,8 @@ def _prepare(inputs, noise: bool):
 
 def jax_translate_step(generator: keras.Model):
     """The submission's JAX program: (trainable, non_trainable, inputs) -> uint8, jitted. Inputs
-    are uint8 images, or float32 noise for a noise generator. `monet_tf.tpu_compile` compiles
-    this same function for a TPU."""
+    are uint8 images, or float32 noise for a noise generator. `monet_tf.training.tpu_compile`
+    compiles this same function for a TPU."""
     import jax
 
     noise = is_noise_generator(generator)
@@ -79,7 +79,7 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     generator, float32 noise [global_batch, latent_dim] -> uint8 numpy."""
     noise = is_noise_generator(generator)
     if keras.backend.backend() == "jax":
-        from monet_tf.inception import shard_batch, to_host
+        from monet_tf.scoring.inception import shard_batch, to_host
 
         step = jax_translate_step(generator)
 
@@ -135,7 +135,7 @@ def write_generated(generator: keras.Model, runtime, path: str, count: int,
                     batch_size: int = 16, allow_any_count: bool = False, seed: int = 0,
                     verbose: bool = True) -> Submission:
     """`count` images of a noise generator (DCGAN's noise_to_monet) into `path`, from the noise
-    `python -m monet_tf.predict --count` draws with the same seed."""
+    `python -m monet_tf predict --count` draws with the same seed."""
     started = time.monotonic()
     global_batch = batch_size * runtime.replicas
     plan = predict.check_generation(path, count, batch_size=global_batch,

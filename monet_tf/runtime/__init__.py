@@ -1,0 +1,22 @@
+"""Where and how a run executes: the Keras backend, devices and strategies, precision and XLA,
+several processes, and the console.
+
+- `backend`: TensorFlow or JAX, chosen before Keras is imported;
+- `devices`: the Runtime of a run (its devices, precision, XLA, processes) on either backend;
+- `tf_strategy`: the tf.distribute strategies and the precision and XLA rules per device kind;
+- `cluster`, `launch`: several processes of one run, found, met and started;
+- `tpus`: TPU slices by the names users know; `jax_compat`: older JAX releases;
+- `console`: the quiet console of every command-line tool.
+
+Imports only monet_tf.config from the rest of monet_tf; this file imports nothing, so a tool can
+reach `console` and `backend` before TensorFlow or JAX loads.
+"""
+
+_DEVICES = ("Runtime", "make_runtime", "current", "from_tf_strategy")
+
+
+def __getattr__(name):
+    """monet_tf.runtime was one module: its names are in runtime.devices now."""
+    if name in _DEVICES:
+        raise ImportError(f"monet_tf.runtime.{name} is now monet_tf.runtime.devices.{name}")
+    raise AttributeError(f"module 'monet_tf.runtime' has no attribute {name!r}")
