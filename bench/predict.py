@@ -31,7 +31,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from monet_tf.inference.export import export_generator  # noqa: E402
-from monet_tf.models.generators import build_generator, generator_multiple  # noqa: E402
+from monet_tf.config import generator_multiple  # noqa: E402
+from monet_tf.models.generators import build_generator  # noqa: E402
 from monet_tf.inference.predict import predict  # noqa: E402
 from monet_tf.runtime.tf_strategy import cpu_has_native_bfloat16  # noqa: E402
 

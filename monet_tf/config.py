@@ -6,9 +6,43 @@ saved beside the checkpoints as `config.json`.
 """
 
 import difflib
+import re
 from typing import Any
 
 import ml_collections
+
+# The names a field chooses from. The factories keyed by them (models/, runtime/tf_strategy) take
+# them from here, so a config is checked, and a mistake named, without importing Keras.
+KINDS = ("cyclegan", "cut", "fastcut", "dcgan")  # model.kind
+# model.generator: the reference's names; any resnet_<n>blocks (n >= 1) builds too (the tests
+# use resnet_2blocks).
+GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
+UPSAMPLES = ("transpose", "resize")  # Conv2DTranspose, or nearest-neighbour resize + conv.
+CRITICS = ("patchgan",)  # model.critic
+GAN_LOSSES = ("lsgan", "bce", "hinge")  # loss.gan
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")  # loss.diffaugment, comma-separated
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # train.mixed_precision
+_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
+
+
+def resnet_blocks(generator: str) -> int | None:
+    """n for resnet_<n>blocks, None for another name."""
+    match = _RESNET.fullmatch(generator)
+    return int(match.group(1)) if match else None
+
+
+def check_generator(name: str) -> None:
+    if name not in GENERATORS and resnet_blocks(name) is None:
+        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)} "
+                         "(or resnet_<n>blocks for n residual blocks)")
+
+
+def generator_multiple(name: str) -> int:
+    """H and W of the generator's input must be multiples of this."""
+    check_generator(name)
+    if name.startswith("resnet"):
+        return 4
+    return 256 if name == "unet_256" else 128
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import ml_collections
 
-from monet_tf.config import flag, flatten, unknown_field_message
+from monet_tf.config import (CRITICS, DIFFAUGMENT_POLICIES, GAN_LOSSES, GENERATORS, KINDS,
+                             PRECISIONS, UPSAMPLES, flag, flatten, generator_multiple,
+                             resnet_blocks, unknown_field_message)
 
 # Fields a run adds to its config.json (train.py); a resolved config may carry them.
 RESOLVED = ("runtime", "train.replicas", "train.global_batch_size")
@@ -120,14 +122,13 @@ def nonempty(value) -> str | None:
     return text(value) or (None if value.strip() else "must not be empty")
 
 
-def choice(options: Callable[[], tuple[str, ...]] | tuple[str, ...], what: str = "") -> Rule:
+def choice(options: tuple[str, ...], what: str = "") -> Rule:
     def rule(value):
-        known = options() if callable(options) else options
-        if value in known:
+        if value in options:
             return None
-        near = difflib.get_close_matches(str(value), known, n=1)
+        near = difflib.get_close_matches(str(value), options, n=1)
         hint = f"; did you mean {near[0]}?" if near else ""
-        return f"is not one of {', '.join(known)}{what}{hint}"
+        return f"is not one of {', '.join(options)}{what}{hint}"
     return rule
 
 
@@ -138,17 +139,17 @@ def flag_choice(value) -> str | None:
     return "must be auto, true or false"
 
 
-def comma_list(options: Callable[[], tuple[str, ...]], empty_ok: bool) -> Rule:
+def comma_list(options: tuple[str, ...], empty_ok: bool) -> Rule:
     def rule(value):
         problem = text(value)
         if problem:
             return problem
         names = [n.strip() for n in value.split(",") if n.strip()]
         if not names and not empty_ok:
-            return "must name at least one, e.g. " + ",".join(options()[:3])
-        unknown = [n for n in names if n not in options()]
+            return "must name at least one, e.g. " + ",".join(options[:3])
+        unknown = [n for n in names if n not in options]
         if unknown:
-            return f"{unknown[0]!r} is not one of {', '.join(options())}"
+            return f"{unknown[0]!r} is not one of {', '.join(options)}"
         return None
     return rule
 
@@ -163,26 +164,12 @@ def duration(empty_ok: bool) -> Rule:
     return rule
 
 
-def _generators() -> tuple[str, ...]:
-    from monet_tf.models.generators import GENERATORS
-
-    return GENERATORS
-
-
 def _generator(value) -> str | None:
     if text(value):
         return text(value)
-    if value in _generators() or re.fullmatch(r"resnet_[1-9][0-9]*blocks", value):
+    if resnet_blocks(value) is not None:
         return None
-    return choice(_generators, " (or resnet_<n>blocks for n residual blocks)")(value)
-
-
-def _lazy(module: str, name: str) -> Callable[[], tuple[str, ...]]:
-    def names():
-        import importlib
-
-        return tuple(getattr(importlib.import_module(module), name))
-    return names
+    return choice(GENERATORS, " (or resnet_<n>blocks for n residual blocks)")(value)
 
 
 def _topology(value) -> str | None:
@@ -223,12 +210,12 @@ FIELDS: dict[str, Rule] = {
     "data.min_image_size": _POSITIVE,
     "data.skip_bad_records": boolean,
     "data.cache": boolean,
-    "model.kind": choice(_lazy("monet_tf.models.families", "KINDS")),
+    "model.kind": choice(KINDS),
     "model.generator": _generator,
     "model.ngf": _POSITIVE,
-    "model.upsample": choice(_lazy("monet_tf.models.generators", "UPSAMPLES")),
+    "model.upsample": choice(UPSAMPLES),
     "model.dropout": number(0.0, 1.0, below=True),
-    "model.critic": choice(_lazy("monet_tf.models.critics", "CRITICS")),
+    "model.critic": choice(CRITICS),
     "model.ndf": _POSITIVE,
     "model.critic_layers": _POSITIVE,
     "model.critic_noise": number(0.0),
@@ -236,12 +223,11 @@ FIELDS: dict[str, Rule] = {
     "model.norm_epsilon": number(0.0, above=True),
     "model.latent_dim": _POSITIVE,
     "model.dcgan_width": _POSITIVE,
-    "loss.gan": choice(_lazy("monet_tf.models.losses", "GAN_LOSSES")),
+    "loss.gan": choice(GAN_LOSSES),
     "loss.cycle_weight": number(0.0),
     "loss.identity_weight": number(0.0),
     "loss.pool_size": integer(0, why="0: no image pool"),
-    "loss.diffaugment": comma_list(_lazy("monet_tf.models.diffaugment", "POLICIES"),
-                                   empty_ok=True),
+    "loss.diffaugment": comma_list(DIFFAUGMENT_POLICIES, empty_ok=True),
     "loss.gan_weight": number(0.0),
     "loss.nce_weight": number(0.0, why="0: the kind's own, cut 1 and fastcut 10"),
     "loss.nce_identity": flag_choice,
@@ -261,7 +247,7 @@ FIELDS: dict[str, Rule] = {
     "train.decay_fraction": number(0.0, 1.0),
     "train.steps_per_execution": _POSITIVE,
     "train.jit_compile": flag_choice,
-    "train.mixed_precision": choice(_lazy("monet_tf.runtime.tf_strategy", "POLICIES")),
+    "train.mixed_precision": choice(PRECISIONS),
     "train.checkpoint_every": _POSITIVE,
     "train.time_budget": duration(empty_ok=True),
     "train.keep_checkpoints": _POSITIVE,
@@ -301,8 +287,6 @@ def _image_size_for_generator(cfg, backend):
             return "data.image_size", ("model.kind=dcgan doubles a 4x4 start, so the size must "
                                        "be a power of two (e.g. 64, 128, 256)")
         return None
-    from monet_tf.models.generators import generator_multiple
-
     multiple = generator_multiple(cfg.model.generator)
     if cfg.model.generator.startswith("unet") and size != multiple:
         return "data.image_size", (f"{cfg.model.generator} takes {multiple}x{multiple} images "

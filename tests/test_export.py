@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from monet_tf.inference.export import INPUT_NAME, OUTPUT_KEY, export_generator
-from monet_tf.models.generators import build_generator, generator_multiple
+from monet_tf.config import generator_multiple
+from monet_tf.models.generators import build_generator
 
 # Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group("export")

@@ -8,12 +8,13 @@ Everything here but the TensorFlow step (`steps/tf_step`, `steps/replica_rng`) i
 TensorFlow, so the models and the JAX step run on a machine with only JAX and Keras.
 """
 
+from monet_tf.config import GENERATORS, generator_multiple
 from monet_tf.models import losses
 from monet_tf.models.critics import CRITICS, build_critic
 from monet_tf.models.cyclegan import METRICS, CycleGAN, build_cyclegan
 from monet_tf.models.gan import GANModel, schedule_steps, total_steps
 from monet_tf.models.diffaugment import diff_augment
-from monet_tf.models.generators import GENERATORS, build_generator, generator_multiple
+from monet_tf.models.generators import build_generator
 from monet_tf.models.image_pool import ImagePool
 from monet_tf.models.layers import ReflectionPadding2D, instance_norm
 from monet_tf.models.schedules import LinearDecay

@@ -8,9 +8,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from monet_tf.config import CRITICS
 from monet_tf.models.layers import Initializers, full_precision_output, instance_norm
-
-CRITICS = ("patchgan",)
 
 
 def build_critic(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-POLICIES = ("color", "translation", "cutout")
+from monet_tf.config import DIFFAUGMENT_POLICIES as POLICIES
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:

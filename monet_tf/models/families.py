@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-KINDS = ("cyclegan", "cut", "fastcut", "dcgan")
+from monet_tf.config import KINDS
 
 
 def check_kind(kind: str) -> str:

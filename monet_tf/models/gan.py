@@ -194,7 +194,8 @@ def adam_optimizers(cfg, steps_per_epoch: int, names) -> dict:
 
 def translator(cfg, name: str, seed: int) -> keras.Model:
     """cfg.model's image-to-image generator at cfg.data.image_size."""
-    from monet_tf.models.generators import build_generator, generator_multiple
+    from monet_tf.config import generator_multiple
+    from monet_tf.models.generators import build_generator
 
     m = cfg.model
     size = int(cfg.data.image_size)

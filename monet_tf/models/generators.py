@@ -6,29 +6,16 @@ Functional keras.Models built from keras.layers / keras.ops only. Input: float i
 
 from __future__ import annotations
 
-import re
-
 import keras
 from keras import layers
 
+from monet_tf.config import UPSAMPLES, check_generator, resnet_blocks
 from monet_tf.models.layers import Initializers, ReflectionPadding2D, full_precision_output, instance_norm
 
-# The reference's names; any resnet_<n>blocks (n >= 1) builds too (the tests use resnet_2blocks).
-GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
-UPSAMPLES = ("transpose", "resize")  # Conv2DTranspose, or nearest-neighbour resize + conv.
-_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
 # Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
 # ids that CUT uses (0, 4, 8, 12, 16): the padded input, the two downsampling convolutions and
 # the outputs of residual blocks 1..n.
 ENCODER_FEATURES = ("padded_input", "down_1", "down_2") + tuple(f"block_{i}" for i in range(1, 10))
-
-
-def generator_multiple(name: str) -> int:
-    """H and W of the generator's input must be multiples of this."""
-    _check_name(name)
-    if name.startswith("resnet"):
-        return 4
-    return 256 if name == "unet_256" else 128
 
 
 def build_generator(
@@ -46,11 +33,11 @@ def build_generator(
     image_size fixes the input's height and width (None: any multiple of generator_multiple(name);
     U-Nets always need their exact size). dropout is used inside residual blocks / U-Net decoder.
     """
-    _check_name(name)
+    check_generator(name)
     if upsample not in UPSAMPLES:
         raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
     if name.startswith("resnet"):
-        blocks = int(_RESNET.fullmatch(name).group(1))
+        blocks = resnet_blocks(name)
         return resnet_generator(
             blocks, ngf, upsample, dropout, norm_epsilon, image_size, model_name, seed
         )
@@ -58,12 +45,6 @@ def build_generator(
     if image_size not in (None, size):
         raise ValueError(f"{name} needs {size}x{size} images, got image_size={image_size}")
     return unet_generator(size, ngf, dropout, norm_epsilon, model_name, seed)
-
-
-def _check_name(name: str) -> None:
-    if name not in GENERATORS and not _RESNET.fullmatch(name):
-        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)} "
-                         "(or resnet_<n>blocks for n residual blocks)")
 
 
 def resnet_generator(

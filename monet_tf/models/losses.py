@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-GAN_LOSSES = ("lsgan", "bce", "hinge")
+from monet_tf.config import GAN_LOSSES
 
 
 def full_precision() -> str:

@@ -9,10 +9,10 @@ import re
 import keras
 import tensorflow as tf
 
+from monet_tf.config import PRECISIONS as POLICIES
 from monet_tf.runtime import cluster as clusters
 
 STRATEGIES = ("tpu", "gpu", "cpu")
-POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_SETTINGS = ("auto", "true", "false")
 
 log = logging.getLogger(__name__)

@@ -151,7 +151,7 @@ def reduced_for_cpu(dry: ml_collections.ConfigDict) -> tuple[ml_collections.Conf
     critic needs it), widths at most 16, batch 1, one step per call: XLA:CPU compiles the
     full-size JAX step for tens of minutes at 16 GB, and the full size is what the XLA:TPU
     compile proves (--compile_for)."""
-    from monet_tf.models.generators import generator_multiple
+    from monet_tf.config import generator_multiple
 
     small = ml_collections.ConfigDict(dry.to_dict())
     m = small.model
