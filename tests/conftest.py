@@ -2,18 +2,30 @@
 
 import os
 import pathlib
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("WANDB_MODE", "offline")
-# The JAX tests' subprocesses compile the same tiny steps again and again: share XLA's cache.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "monet_tf_test_jax_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-# `auto` precision on a CPU measures once and caches (monet_tf.models.precision_probe): the tests'
-# runs keep their measurements out of the user's ~/.cache.
-os.environ.setdefault("MONET_TF_PRECISION_CACHE",
-                      os.path.join(tempfile.gettempdir(), "monet_tf_test_precision.json"))
+# Caches shared by this pytest run's processes (made by the first; xdist's workers and every
+# subprocess inherit the paths), new each run, so that a run here costs what it costs on a fresh
+# CI machine. The JAX tests' subprocesses compile the same tiny steps again and again: XLA's
+# cache. `auto` precision on a CPU measures once and caches (monet_tf.models.precision_probe): the
+# tests' measurements stay out of the user's ~/.cache.
+_OWN_CACHES = "MONET_TF_TEST_CACHES" not in os.environ
+if _OWN_CACHES:
+    os.environ["MONET_TF_TEST_CACHES"] = tempfile.mkdtemp(prefix="monet_tf_tests-")
+_CACHES = pathlib.Path(os.environ["MONET_TF_TEST_CACHES"])
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHES / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("MONET_TF_PRECISION_CACHE", str(_CACHES / "precision.json"))
+# XLA:CPU compiles the tests' steps (JAX's, and TensorFlow's jit_compile) far more often than it
+# runs them on tiny images: without LLVM's optimisations a JAX step runner takes ~28% less CPU
+# (measured on this Intel Xeon). Rounding may differ from an optimised build (2e-5 after two
+# float32 steps: FMA contraction), never between the runs a test compares, which share the flag.
+# The suite sets XLA_FLAGS itself (a caller's device count would change what the tests see);
+# its subprocesses inherit them and add their own.
+os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -54,3 +66,8 @@ def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
     collective ops from the same instance key, so a second one over the same devices collides
     with the first ("Collective instance 100 expected type ...")."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHES:
+        shutil.rmtree(_CACHES, ignore_errors=True)

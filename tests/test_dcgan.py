@@ -43,7 +43,7 @@ def tiny_dcgan_config():
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", WANDB_MODE="offline")
     return env
 

@@ -28,7 +28,7 @@ def _env(cache_dir, **extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.update(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               XLA_FLAGS=env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
                # The worker builds several identical Inception steps (one per InceptionFeatures):
                # a compilation cache compiles each distinct one once.
                JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")

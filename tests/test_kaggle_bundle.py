@@ -165,8 +165,8 @@ def kaggle_tpu_venv(tmp_path_factory) -> tuple[pathlib.Path, dict]:
     venv = tmp_path_factory.mktemp("kaggle_tpu") / "venv"
     subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "JAX_", "XLA_", "KERAS_", "TF_CPP"))}
+    env = {k: v for k, v in os.environ.items()  # The suite's XLA_FLAGS stay (tests/conftest.py).
+           if not k.startswith(("PYTHON", "JAX_", "KERAS_", "TF_CPP"))}
     env.pop("VIRTUAL_ENV", None)
     # --no-compile: no .pyc for the thousands of modules never imported here (a minute of CPU).
     install = _run(python, "-m", "pip", "install", "-q", "--no-compile", "-r",

@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost_runs")]
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KERAS_BACKEND", "XLA_FLAGS", "TF_CONFIG", "JAX_PLATFORMS")
+           if k not in ("KERAS_BACKEND", "TF_CONFIG", "JAX_PLATFORMS")
            and not k.startswith("KERAS_DISTRIBUTION")}
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", WANDB_MODE="offline")
     return env

@@ -36,7 +36,7 @@ def runs(tmp_path_factory) -> dict:
     (backend, kind, "process 1")."""
     root = tmp_path_factory.mktemp("multihost_steps")
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KERAS_BACKEND", "XLA_FLAGS", "TF_CONFIG")
+           if k not in ("KERAS_BACKEND", "TF_CONFIG")
            and not k.startswith("KERAS_DISTRIBUTION")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     out = {}

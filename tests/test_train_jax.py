@@ -22,7 +22,7 @@ TINY = REPO / "tests" / "tiny_config.py"
 
 
 def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", WANDB_MODE="offline",
                WANDB_SILENT="true", KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     env.update(extra)
@@ -172,7 +172,8 @@ def test_a_second_signal_exits_at_once_while_xla_compiles_the_step(tmp_path, fir
     step's HLO to --xla_dump_to as it starts compiling it: that is when the signals go."""
     dump = tmp_path / "xla_dump"
     env = _env(JAX_ENABLE_COMPILATION_CACHE="false",
-               XLA_FLAGS=f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_step.*")
+               XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_dump_to={dump} "
+               "--xla_dump_hlo_module_re=.*train_step.*")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     workdir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"), f"--config={TINY}",
