@@ -152,6 +152,20 @@ def test_sigint_saves_before_exiting(tmp_path):
     assert_saved_before_exiting(tmp_path, proc, err, 130)
 
 
+def signal_twice(proc, first, second, gap_s, timeout_s):
+    """Sends `first`, then `second` gap_s later; returns (stdout, stderr, seconds from the second
+    signal to the exit), failing the test if the process outlives it by timeout_s."""
+    proc.send_signal(first)
+    time.sleep(gap_s)
+    proc.send_signal(second)
+    sent = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {timeout_s} s after the second signal")
+    return out, err, time.monotonic() - sent
+
+
 NATIVE_WORK = """
 import numpy as np
 from monet_tf.training.callbacks import StopOnSignal
@@ -173,15 +187,8 @@ def test_a_second_signal_exits_at_once_while_the_main_thread_is_in_native_code()
     try:
         assert proc.stdout.readline() == "ready\n", proc.stderr.read()[-3000:]
         time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)  # A Ctrl-C after the SIGTERM.
-        sent = time.monotonic()
-        try:
-            out, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            pytest.fail("still running 20 s after the second signal")
-        took = time.monotonic() - sent
+        # A Ctrl-C after the SIGTERM.
+        out, err, took = signal_twice(proc, signal.SIGTERM, signal.SIGINT, 0.5, timeout_s=20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -15,6 +15,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.test_train import signal_twice
+
 pytest.importorskip("jax", reason="the JAX tests need jax (pip install jax)")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -186,15 +188,7 @@ def test_a_second_signal_exits_at_once_while_xla_compiles_the_step(tmp_path, fir
             assert time.monotonic() < deadline, "XLA never started compiling the train step"
             time.sleep(0.1)
         time.sleep(0.5)
-        proc.send_signal(first)
-        time.sleep(1)
-        proc.send_signal(second)
-        sent = time.monotonic()
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail("still running 120 s after the second signal")
-        took = time.monotonic() - sent
+        out, err, took = signal_twice(proc, first, second, 1, timeout_s=120)
     finally:
         if proc.poll() is None:
             proc.kill()
