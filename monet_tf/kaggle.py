@@ -28,6 +28,8 @@ import zipfile
 
 from absl import flags
 
+from monet_tf.runtime import commandline
+
 # Checked against Kaggle/docker-python at commit 78aaa43f8cc8e6b01bbaa5a56c39b4a2f61a8277
 # (2026-08-12): tpu/requirements.in and tpu/config.txt (the TPU image: python:3.12 plus that list)
 # and kaggle_requirements.txt (the GPU image: Colab's base image plus that list).
@@ -374,14 +376,12 @@ def bundle(output: str, dataset_name: str = DEFAULT_DATASET,
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        print(f"error: unexpected arguments: {' '.join(argv[1:])} (monet-tf bundle --output DIR)",
-              file=sys.stderr)
-        sys.exit(2)
+        commandline.fail(f"unexpected arguments: {' '.join(argv[1:])} "
+                         "(monet-tf bundle --output DIR)")
     try:
         result = bundle(FLAGS.output, FLAGS.dataset_name, FLAGS.inception_weights)
     except BundleError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        commandline.fail(str(err))
     if not result.weights_bundled:
         print("note: no InceptionV3 weights bundled, so MiFID during training is off; pass "
               "--inception_weights=PATH (an InceptionV3 notop .h5) to bundle them")
@@ -402,8 +402,6 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":  # python -m monet_tf.kaggle bundle: monet-tf bundle, by its older name.
-    from monet_tf.runtime import commandline
-
     if sys.argv[1:2] != ["bundle"]:
         given = sys.argv[1] if len(sys.argv) > 1 else "nothing"
         commandline.fail(f"expected the command bundle, got {given}: python -m monet_tf.kaggle "

@@ -21,9 +21,15 @@ import tensorflow as tf
 
 from monet_tf.scoring import inception
 from monet_tf.scoring import metrics
-from monet_tf.scoring.mifid_callback import MiFIDCallback, _quantize_numpy
+from monet_tf.scoring.mifid_callback import MiFIDCallback
 
 BATCH = 2  # per device
+
+
+def _quantize_numpy(images) -> np.ndarray:
+    """The callback's quantisation on the host: the same rounding (half to even) and clipping."""
+    images = np.asarray(images).astype(np.float32)
+    return np.round(np.clip((images + 1.0) * 127.5, 0.0, 255.0)).astype(np.uint8)
 
 
 def main(out: pathlib.Path) -> None:

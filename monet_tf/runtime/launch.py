@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 
+from monet_tf.runtime import commandline
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -116,12 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if args.num_processes < 1:
-        print(f"error: --num_processes={args.num_processes}: must be at least 1", file=sys.stderr)
-        return 2
+        commandline.fail(f"--num_processes={args.num_processes}: must be at least 1")
     if not command:
-        print("error: no command: give it after --, e.g. -- python run_train.py --backend=jax",
-              file=sys.stderr)
-        return 2
+        commandline.fail("no command: give it after --, e.g. -- python run_train.py --backend=jax")
     return launch(args.num_processes, command)
 
 

@@ -49,12 +49,6 @@ def _jax_quantized(generator: keras.Model):
     return _JAX_QUANTIZED[generator]
 
 
-def _quantize_numpy(images) -> np.ndarray:
-    """_quantize on the host: the same rounding (half to even) and clipping."""
-    images = np.asarray(images).astype(np.float32)
-    return np.round(np.clip((images + 1.0) * 127.5, 0.0, 255.0)).astype(np.uint8)
-
-
 class MiFIDCallback(keras.callbacks.Callback):
     """Scores `model.<generator>` (photo_to_monet) by MiFID every `every_n_epochs` epochs.
 

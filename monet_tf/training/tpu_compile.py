@@ -310,20 +310,6 @@ def _batch(shape, dtype, distribution):
     return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=layout)
 
 
-@contextlib.contextmanager
-def _distribution(distribution):
-    """The TPU slice's DataParallel as the global distribution while Keras builds and traces the
-    step, as in training (the model's own variables stay on the host CPU)."""
-    import keras
-
-    previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(distribution)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(previous)
-
-
 def keras_train_step(model, state_shardings):
     """The jitted step Keras' JAX trainer makes (make_train_function), with `state_shardings` as
     the out_shardings it reads from the variables (those of the TPU slice, not the host's)."""
@@ -401,7 +387,9 @@ def programs(cfg, topology: tpus.Topology, devices, which=PROGRAMS):
             cfg.data.image_size, global_batch, photos=translates_photos(cfg.model.kind))
         batch = (_batch(photo_shape, "float32", distribution),
                  _batch(monet_shape, "float32", distribution))
-        with _distribution(distribution):
+        # The slice's DataParallel while Keras builds and traces the step, as in training (the
+        # model's own variables stay on the host CPU).
+        with distribution.scope():
             step = keras_train_step(model, shardings)
             yield "train_step", trace("train_step", name, step, state, batch), cfg.train.batch_size
 
@@ -415,7 +403,7 @@ def programs(cfg, topology: tpus.Topology, devices, which=PROGRAMS):
                             distribution)
         args = (_abstract(generator.trainable_variables, every),
                 _abstract(generator.non_trainable_variables, every), inputs)
-        with _distribution(distribution):
+        with distribution.scope():
             yield ("translate", trace("translate", name, jax_translate_step(generator), *args),
                    per_chip)
 
@@ -426,7 +414,7 @@ def programs(cfg, topology: tpus.Topology, devices, which=PROGRAMS):
         args = (_abstract(inception.trainable_variables, every),
                 _abstract(inception.non_trainable_variables, every),
                 _batch((per_chip * chips, size, size, 3), "uint8", distribution))
-        with _distribution(distribution):
+        with distribution.scope():
             yield ("inception", trace("inception", name,
                                       jax_features_step(inception, distribution), *args),
                    per_chip)
