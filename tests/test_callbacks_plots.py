@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_tf.training.callbacks import loss_curves_figure, plot_loss_curves, sample_grid
+from monet_tf.training.callbacks import (MetricsCSV, loss_curves_figure, plot_loss_curves,
+                                         sample_grid)
 from monet_tf.config import base_config
 from monet_tf.models import METRICS, build_cyclegan
 from tests import tiny_config
@@ -28,6 +29,32 @@ def write_metrics_csv(path, epochs_logs: list[dict[str, float]]) -> list[dict[st
     logger.on_train_end()
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def log_run(logger, first_epoch, epochs_logs) -> list[dict[str, str]]:
+    logger.on_train_begin()
+    for epoch, logs in enumerate(epochs_logs, first_epoch):
+        logger.on_epoch_end(epoch, logs)
+    logger.on_train_end()
+    with open(logger.filename) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_resume_that_logs_other_columns_widens_the_csv_instead_of_misaligning_it(tmp_path):
+    """Scores turned on at a resume, then off at the next: every row keeps its values under its
+    own columns, "NA" where it had none, and the loss curves still plot."""
+    path = tmp_path / "metrics.csv"
+    losses = epoch_logs(["gen_total_loss", "cycle_loss"], epochs=4)
+    log_run(MetricsCSV(str(path)), 0, losses[:2])
+    scored = [{**logs, "mifid": 50.0 - epoch} for epoch, logs in enumerate(losses[2:3])]
+    log_run(MetricsCSV(str(path)), 2, scored)
+    rows = log_run(MetricsCSV(str(path)), 3, losses[3:])
+    assert [row["epoch"] for row in rows] == ["0", "1", "2", "3"]
+    assert [row["mifid"] for row in rows] == ["NA", "NA", "50.0", "NA"]
+    assert [float(row["cycle_loss"]) for row in rows] == [logs["cycle_loss"] for logs in losses]
+    assert all(None not in row for row in rows)  # No value without a column.
+    plot_loss_curves(str(path), str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def panels_of(fig) -> dict[str, list[str]]:

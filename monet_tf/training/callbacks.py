@@ -331,6 +331,36 @@ LOSS_PANELS = (
 OTHER_PANEL = "other"
 
 
+class MetricsCSV(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger appending across resumes. A resumed run may log other columns than the
+    rows before it (scores turned on or off, say): the file is first rewritten under both
+    headers' columns ("NA" where a row has no value), instead of rows that no longer match the
+    header, which break every reader of the file."""
+
+    def __init__(self, filename: str):
+        super().__init__(filename, append=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and not self.append_header:  # Appending to an earlier run's rows.
+            keys = sorted(logs or {})
+            if not any(key.startswith("val_") for key in keys):  # As CSVLogger names them.
+                keys += [f"val_{key}" for key in keys]
+            with tf.io.gfile.GFile(self.filename) as f:
+                reader = csv.DictReader(f)
+                rows, header = list(reader), reader.fieldnames or ["epoch"]
+            if header[1:] != keys:
+                columns = sorted(set(header[1:]) | set(keys))
+                self.csv_file.close()
+                with tf.io.gfile.GFile(self.filename, "w") as f:
+                    writer = csv.DictWriter(f, ["epoch", *columns], restval="NA",
+                                            lineterminator="\n")
+                    writer.writeheader()
+                    writer.writerows(rows)
+                self.on_train_begin()  # Reopens the file to append, as CSVLogger does.
+                self.keys = columns
+        super().on_epoch_end(epoch, logs)
+
+
 def _csv_value(text: str | None) -> float:
     """A CSVLogger cell as a float: NaN for "NA" (a metric an epoch did not report) or blank."""
     try:

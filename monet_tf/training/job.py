@@ -385,7 +385,7 @@ def _callbacks(run: Run, runtime: Runtime, model, controls: list):
     metrics_csv = os.path.join(workdir, METRICS_CSV)
     samples = cfg.train.num_samples
     callbacks += [
-        keras.callbacks.CSVLogger(metrics_csv, append=True),
+        cb.MetricsCSV(metrics_csv),
         *([keras.callbacks.TensorBoard(tb_dir, update_freq="epoch", write_graph=False)]
           if tb_dir else []),
         cb.LossCurves(metrics_csv, os.path.join(workdir, "loss_curves.png")),
