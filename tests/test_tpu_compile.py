@@ -49,11 +49,32 @@ def _compile_kind(kind: str) -> dict:
     return {r["program"]: r for r in reports}
 
 
+def _dry_run_compiling_for_v5e_8(workdir) -> subprocess.CompletedProcess:
+    """run_train.py --dry_run --compile_for: the full config's programs through XLA:TPU first,
+    then the dry run, then a plan from XLA's FLOPs; the reports saved beside the run."""
+    return _cli(f"--config={TINY}", "--config.estimate.accelerator=v5e-8", "--dry_run",
+                "--compile_for=v5e-8", "--compile_effort=fast", f"--workdir={workdir}",
+                script=(str(REPO / "run_train.py"),), timeout=1800)
+
+
 @pytest.fixture(scope="module")
-def compiled() -> dict:
-    """{kind: {program: report}}: one compile per family, two at a time (one per core)."""
+def families(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess, pathlib.Path]:
+    """({kind: {program: report}}, the dry run, its workdir): CycleGAN's programs compiled by
+    the dry run's --compile_for (one XLA:TPU compile serves both), the other families by
+    compile-tpu; two processes at a time (one per core)."""
+    workdir = tmp_path_factory.mktemp("dry") / "run"
     with ThreadPoolExecutor(2) as pool:
-        return dict(zip(KINDS, pool.map(_compile_kind, KINDS)))
+        dry = pool.submit(_dry_run_compiling_for_v5e_8, workdir)
+        others = dict(zip(KINDS[1:], pool.map(_compile_kind, KINDS[1:])))
+        dry = dry.result()
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
+    saved = json.loads((workdir / "compile_v5e-8.json").read_text())
+    return {"cyclegan": {r["program"]: r for r in saved}, **others}, dry, workdir
+
+
+@pytest.fixture(scope="module")
+def compiled(families) -> dict:
+    return families[0]
 
 
 @needs_libtpu
@@ -189,28 +210,39 @@ def test_bad_flags_get_one_line(tmp_path):
 
 @needs_libtpu
 @pytest.mark.slow
-def test_dry_run_compile_for_plans_from_xla(tmp_path):
+def test_dry_run_compile_for_plans_from_xla(families):
     """run_train.py --dry_run --compile_for: the full config's programs through XLA:TPU first
-    (their figures echoed), then the dry run, then a plan whose pairs/s come from XLA's FLOPs."""
-    result = _cli(f"--config={TINY}", "--config.eval.every=0", "--config.estimate.accelerator=v5e-8",
-                  "--dry_run", "--compile_for=v5e-8", "--compile_effort=fast",
-                  f"--workdir={tmp_path / 'dry'}",
-                  script=(str(REPO / "run_train.py"),), timeout=1800)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (their figures echoed and saved beside the run), then the dry run, then a plan whose pairs/s
+    come from XLA's FLOPs."""
+    compiled, result, workdir = families
     out = result.stdout
     steps = re.search(r"^  train_step: compiled in ([\d.]+) s;.* ([\d.]+) GFLOP per pair$", out, re.M)
     assert steps, out[-3000:]
     assert out.index("  train_step: compiled in") < out.index("dry run: 3 steps on the sample")
     # The printed GFLOP have two decimals: the plan's rate lies between what their bounds give.
     printed = float(steps.group(2))
+    assert printed == pytest.approx(compiled["cyclegan"]["train_step"]["flops_per_item"] / 1e9,
+                                    abs=0.005)
     slowest, fastest = (0.3 * 8 * 197e12 / ((printed + d) * 1e9) for d in (0.005, -0.005))
     match = re.search(r"^  training at ([\d,]+) pairs/s: 30% of the v5e-8's 1,576 bf16 TFLOP/s "
                       r"over XLA:TPU's [\d.]+ TFLOP per pair \(compiled now\)", out, re.M)
     assert match, out[-3000:]
     assert slowest - 1 <= float(match.group(1).replace(",", "")) <= fastest + 1, match.group(0)
     assert re.search(r"^  compiling for v5e-8 \(XLA:TPU, timed on this machine's CPU\): "
-                     r"train_step \dm\d\ds, translate \dm\d\ds$", out, re.M), out[-3000:]
-    assert "inception" not in out  # eval.every=0: no MiFID, no Inception program.
+                     r"train_step \dm\d\ds, translate \dm\d\ds, inception \dm\d\ds$", out,
+                     re.M), out[-3000:]
+    assert f"XLA:TPU's figures for v5e-8: {workdir / 'compile_v5e-8.json'}" in out
+    # The dry run itself scores nothing (eval.every 0 in its config): no MiFID on the CPU.
+    assert json.loads((workdir / "config.json").read_text())["eval"]["every"] == 0
+
+
+@needs_libtpu
+def test_without_scores_no_inception_program_is_compiled():
+    result = _cli(f"--config={TINY}", "--config.eval.every=0", "--topology=v5e-8",
+                  "--programs=inception")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == (
+        "0 program(s) compile for v5e-8 and fit its 16 GiB per chip")
 
 
 def test_compile_for_refuses_bad_flags_before_any_work(tmp_path):

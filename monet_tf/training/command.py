@@ -213,6 +213,13 @@ def main(argv: list[str]) -> None:
         print(f"dry run: {result.steps_done} steps on the sample, export and zip in "
               f"{format_duration(time.monotonic() - started)}")
         print(full_run)
+        if compiled:  # Beside the run's config.json (gs:// too), for a later look.
+            import tensorflow as tf
+
+            saved = os.path.join(workdir, f"compile_{FLAGS.compile_for}.json")
+            with tf.io.gfile.GFile(saved, "w") as f:
+                json.dump([report.as_dict() for report in compiled], f, indent=1)
+            print(f"XLA:TPU's figures for {FLAGS.compile_for}: {saved}")
         if reduced is None:
             print(plan.memory(result.model, full_cfg))
         else:
