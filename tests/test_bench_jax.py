@@ -10,6 +10,9 @@ import sys
 import pytest
 
 pytest.importorskip("jax", reason="the JAX bench needs jax (pip install jax)")
+# One xdist worker runs both, one after the other: the second reads the first's precision probe
+# and compiled CycleGAN step from the suite's caches (tests/conftest.py) instead of redoing them.
+pytestmark = pytest.mark.xdist_group("bench_jax")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WORKER = REPO / "bench" / "step_jax.py"

@@ -1,11 +1,10 @@
 """The submission written at the end of a run: every photo through the best generator, on the
 run's devices, into a zip Kaggle accepts; and the checks that refuse a bad one before training.
-(On JAX, through one jitted call sharded over two host devices: tests/test_train_jax.py's README
-command run submits too.)"""
+The runs that submit are elsewhere, each serving more checks: tests/test_train.py's end-to-end run
+(TensorFlow, scored, resumed) and tests/test_train_jax.py's README command (JAX, one jitted call
+sharded over two host devices); both check their zip with assert_zip_is_the_translation."""
 
 import io
-import json
-import re
 import zipfile
 
 import numpy as np
@@ -66,30 +65,6 @@ def test_a_submission_that_cannot_be_written_is_refused_before_training(tmp_path
     assert "has 32 images; a Kaggle images.zip needs 7,000 to 10,000" in too_few.stderr
     for result in (nowhere, too_few):
         assert "Epoch" not in result.stdout
-
-
-@pytest.mark.slow
-def test_run_submits_every_photo_through_the_best_generator(tmp_path, sample_dir):
-    """Scores every epoch, then translates all 32 sample photos (held-out ones too) with the
-    generator export/best holds: the zip's pixels are that SavedModel's translation."""
-    from monet_tf.scoring.inception import build_inception
-
-    weights = tmp_path / "inception.weights.h5"
-    build_inception(None).save_weights(str(weights))
-    workdir, path = tmp_path / "run", tmp_path / "images.zip"
-    result = run_train(workdir, "--config.train.epochs=2", "--config.train.decay_epochs=1",
-                       "--config.eval.every=1", "--config.eval.num_images=4",
-                       "--config.eval.batch_size=4", f"--config.eval.inception_weights={weights}",
-                       f"--submission={path}", "--config.submission.allow_any_count=True",
-                       "--config.submission.batch_size=3", timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    best = json.loads((workdir / "export" / "best" / "score.json").read_text())
-    assert re.search(rf"with the best \(MiFID {best['mifid']:.2f}, epoch {best['epoch']}\)",
-                     result.stdout), result.stdout[-3000:]
-    assert re.search(rf"submission: {path}: 32 images in \S+; \S+ since the run started",
-                     result.stdout), result.stdout[-3000:]
-
-    assert_zip_is_the_translation(path, workdir / "export" / "best" / "photo_to_monet", sample_dir)
 
 
 def assert_zip_is_the_translation(path, saved_model, sample_dir):

@@ -217,36 +217,39 @@ import json, os, signal, sys
 import keras, runpy
 from monet_tf.training import job as t
 
-cfg = runpy.run_path(sys.argv[1])["get_config"]()
-cfg.train.deterministic = True
-cfg.loss.pool_size = 1  # Full after one step, so later steps draw from the pool's RNG.
-cfg.loss.diffaugment = "color,translation,cutout"
-cfg.update_from_flattened_dict(json.loads(sys.argv[4]))
-kill_at = int(sys.argv[5])
-straight, resumed = sys.argv[2], sys.argv[3]
-t.train(cfg, straight, verbose=0)
-
 class KillAt(keras.callbacks.Callback):
     # SIGTERM to this process as the step (group of steps) after step kill_at starts, as a
     # user's kill would arrive: training stops when it ends.
+    def __init__(self, kill_at):
+        super().__init__()
+        self.kill_at = kill_at
     def on_train_batch_begin(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == kill_at:
+        if int(self.model.optimizer.iterations.numpy()) == self.kill_at:
             os.kill(os.getpid(), signal.SIGTERM)
 
 class CountSteps(keras.callbacks.Callback):
     first = None
     def on_train_batch_begin(self, batch, logs=None):
-        if CountSteps.first is None:
-            CountSteps.first = int(self.model.optimizer.iterations.numpy())
+        if self.first is None:
+            self.first = int(self.model.optimizer.iterations.numpy())
 
-try:
-    t.train(cfg, resumed, verbose=0, extra_callbacks=[KillAt()])
-    sys.exit("not interrupted")
-except t.TrainingStopped as e:
-    print("stopped:", e)
-result = t.train(cfg, resumed, verbose=0, extra_callbacks=[CountSteps()])
-print("steps after resuming:", result.steps_done - CountSteps.first)
-print("wandb imported:", "wandb" in sys.modules)  # three runs with wandb off
+for case in json.loads(sys.argv[2]):
+    cfg = runpy.run_path(sys.argv[1])["get_config"]()
+    cfg.train.deterministic = True
+    cfg.loss.pool_size = 1  # Full after one step, so later steps draw from the pool's RNG.
+    cfg.loss.diffaugment = "color,translation,cutout"
+    cfg.update_from_flattened_dict(case["settings"])
+    print("== case", case["name"])
+    t.train(cfg, case["straight"], verbose=0)
+    try:
+        t.train(cfg, case["resumed"], verbose=0, extra_callbacks=[KillAt(case["kill_at"])])
+        sys.exit("not interrupted")
+    except t.TrainingStopped as e:
+        print("stopped:", e)
+    count = CountSteps()
+    result = t.train(cfg, case["resumed"], verbose=0, extra_callbacks=[count])
+    print("steps after resuming:", result.steps_done - count.first)
+    print("wandb imported:", "wandb" in sys.modules, flush=True)  # three runs with wandb off
 """
 
 
@@ -257,28 +260,46 @@ def _checkpoint_arrays(prefix: str) -> dict:
             if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith("save_counter")}
 
 
-@pytest.mark.parametrize("settings,kill_at,saved,where,total", [
-    ({}, 3, 4, "epoch 2, step 1 of 3", 6),
+RESUMES = {  # name: (settings, kill_at, saved, where, total)
+    "one_step_per_execution": ({}, 3, 4, "epoch 2, step 1 of 3", 6),
     # Groups of 4 steps over 5-step epochs (4 + 1 each): a kill during epoch 2's first group
     # saves at step 9, and every epoch still ends on a multiple of 5.
-    ({"data.steps_per_epoch": 5, "train.steps_per_execution": 4,
-      "train.epochs": 2, "train.decay_epochs": 1}, 5, 9, "epoch 2, step 4 of 5", 15),
+    "four_steps_per_execution": ({"data.steps_per_epoch": 5, "train.steps_per_execution": 4,
+                                  "train.epochs": 2, "train.decay_epochs": 1}, 5, 9,
+                                 "epoch 2, step 4 of 5", 15),
     # CUT's heads, its three optimizers and both RNGs (DiffAugment's, the patch locations').
-    ({"model.kind": "cut"}, 3, 4, "epoch 2, step 1 of 3", 6),
-    ({"model.kind": "fastcut", "train.steps_per_execution": 2}, 3, 5, "epoch 2, step 2 of 3", 6),
-], ids=["one_step_per_execution", "four_steps_per_execution", "cut", "fastcut"])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, settings, kill_at, saved, where, total):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    result = subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT, str(TINY), str(straight), str(resumed),
-         json.dumps(settings), str(kill_at)],
-        capture_output=True, text=True, timeout=900, env=_env())
+    "cut": ({"model.kind": "cut"}, 3, 4, "epoch 2, step 1 of 3", 6),
+    "fastcut": ({"model.kind": "fastcut", "train.steps_per_execution": 2}, 3, 5,
+                "epoch 2, step 2 of 3", 6),
+}
+
+
+@pytest.fixture(scope="module")
+def resumes(tmp_path_factory) -> dict:
+    """{case: its output}: for each case a straight run, a run SIGTERMed after step kill_at and
+    its resume, every case in one process (one start-up of TensorFlow for all)."""
+    root = tmp_path_factory.mktemp("resumes")
+    cases = [{"name": name, "settings": settings, "kill_at": kill_at,
+              "straight": str(root / name / "straight"), "resumed": str(root / name / "resumed")}
+             for name, (settings, kill_at, *_) in RESUMES.items()]
+    result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(TINY), json.dumps(cases)],
+                            capture_output=True, text=True, timeout=1800, env=_env())
     assert result.returncode == 0, result.stderr[-4000:]
-    assert f"stopped: SIGTERM: saved {resumed}/checkpoints/ckpt-{saved} at step" in result.stdout
-    assert f"Resuming from {resumed}/checkpoints/ckpt-{saved}: {where}." in result.stdout, (
-        result.stdout)
-    assert f"steps after resuming: {total - saved}" in result.stdout, result.stdout
-    assert "wandb imported: False" in result.stdout  # wandb is not even imported when off
+    sections = result.stdout.split("== case ")[1:]
+    return {section.split("\n", 1)[0]: (root / section.split("\n", 1)[0], section)
+            for section in sections}
+
+
+@pytest.mark.xdist_group("resumes")
+@pytest.mark.parametrize("name", RESUMES)
+def test_resumed_run_equals_uninterrupted_run(resumes, name):
+    settings, kill_at, saved, where, total = RESUMES[name]
+    folder, out = resumes[name]
+    straight, resumed = folder / "straight", folder / "resumed"
+    assert f"stopped: SIGTERM: saved {resumed}/checkpoints/ckpt-{saved} at step" in out, out
+    assert f"Resuming from {resumed}/checkpoints/ckpt-{saved}: {where}." in out, out
+    assert f"steps after resuming: {total - saved}" in out, out
+    assert "wandb imported: False" in out  # wandb is not even imported when off
     a = _checkpoint_arrays(tf.train.latest_checkpoint(str(straight / "checkpoints")))
     b = _checkpoint_arrays(tf.train.latest_checkpoint(str(resumed / "checkpoints")))
     assert tf.train.latest_checkpoint(str(straight / "checkpoints")).endswith(f"ckpt-{total}")
@@ -366,15 +387,35 @@ def test_auto_precision_on_a_cpu_takes_the_cached_measurement(wandb_run):
 
 
 @pytest.mark.slow
-def test_end_to_end_train_interrupt_resume_export_predict(tmp_path, sample_dir):
+def test_end_to_end_train_interrupt_resume_score_submit_export_predict(tmp_path, sample_dir):
+    """The resumed run scores every other epoch, then submits every sample photo (held-out ones
+    too) through the generator export/best holds: the zip's pixels are that SavedModel's."""
+    from monet_tf.scoring.inception import build_inception
+    from tests.test_submission import assert_zip_is_the_translation
+
     workdir = tmp_path / "run"
     proc, err = interrupt(workdir, signal.SIGTERM, "--config.train.epochs=3")
     assert_saved_before_exiting(workdir, proc, err, 143)
 
-    resumed = run_train(workdir, "--config.train.epochs=3")
+    weights = tmp_path / "inception.weights.h5"
+    build_inception(None).save_weights(str(weights))
+    submitted = tmp_path / "submission.zip"
+    resumed = run_train(workdir, "--config.train.epochs=3", "--config.eval.every=2",
+                        "--config.eval.num_images=4", "--config.eval.batch_size=4",
+                        f"--config.eval.inception_weights={weights}", f"--submission={submitted}",
+                        "--config.submission.allow_any_count=True",
+                        "--config.submission.batch_size=3", timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stdout
     assert re.search(r"Epoch 4/4", resumed.stdout), resumed.stdout[-2000:]
+    best = json.loads((workdir / "export" / "best" / "score.json").read_text())
+    assert best["epoch"] in (2, 4)
+    assert re.search(rf"with the best \(MiFID {best['mifid']:.2f}, epoch {best['epoch']}\)",
+                     resumed.stdout), resumed.stdout[-3000:]
+    assert re.search(rf"submission: {submitted}: 32 images in \S+; \S+ since the run started",
+                     resumed.stdout), resumed.stdout[-3000:]
+    assert_zip_is_the_translation(submitted, workdir / "export" / "best" / "photo_to_monet",
+                                  sample_dir)
 
     with open(workdir / "metrics.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
