@@ -332,10 +332,10 @@ OTHER_PANEL = "other"
 
 
 class MetricsCSV(keras.callbacks.CSVLogger):
-    """Keras' CSVLogger appending across resumes. A resumed run may log other columns than the
-    rows before it (scores turned on or off, say): the file is first rewritten under both
-    headers' columns ("NA" where a row has no value), instead of rows that no longer match the
-    header, which break every reader of the file."""
+    """Keras' CSVLogger appending across resumes, in the file's own column order. A resumed run
+    may log other columns than the rows before it (scores turned on or off, say): new ones are
+    added to the file first ("NA" in the earlier rows), a missing one gets "NA", instead of rows
+    that no longer match the header, which break every reader of the file."""
 
     def __init__(self, filename: str):
         super().__init__(filename, append=True)
@@ -348,8 +348,8 @@ class MetricsCSV(keras.callbacks.CSVLogger):
             with tf.io.gfile.GFile(self.filename) as f:
                 reader = csv.DictReader(f)
                 rows, header = list(reader), reader.fieldnames or ["epoch"]
-            if header[1:] != keys:
-                columns = sorted(set(header[1:]) | set(keys))
+            columns = header[1:] + [key for key in keys if key not in header]
+            if len(columns) > len(header) - 1:
                 self.csv_file.close()
                 with tf.io.gfile.GFile(self.filename, "w") as f:
                     writer = csv.DictWriter(f, ["epoch", *columns], restval="NA",
@@ -357,7 +357,7 @@ class MetricsCSV(keras.callbacks.CSVLogger):
                     writer.writeheader()
                     writer.writerows(rows)
                 self.on_train_begin()  # Reopens the file to append, as CSVLogger does.
-                self.keys = columns
+            self.keys = columns
         super().on_epoch_end(epoch, logs)
 
 
