@@ -285,9 +285,8 @@ def resumes(tmp_path_factory) -> dict:
     result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(TINY), json.dumps(cases)],
                             capture_output=True, text=True, timeout=1800, env=_env())
     assert result.returncode == 0, result.stderr[-4000:]
-    sections = result.stdout.split("== case ")[1:]
-    return {section.split("\n", 1)[0]: (root / section.split("\n", 1)[0], section)
-            for section in sections}
+    sections = (section.split("\n", 1) for section in result.stdout.split("== case ")[1:])
+    return {name: (root / name, out) for name, out in sections}
 
 
 @pytest.mark.xdist_group("resumes")
