@@ -465,11 +465,12 @@ def test_end_to_end_train_interrupt_resume_score_submit_export_predict(tmp_path,
             assert image.shape == (256, 256, 3), name
 
 
-@pytest.mark.parametrize("budget,where", [("1s", "in epoch 1 of 51"), ("40s", "before epoch")])
+@pytest.mark.parametrize("budget,where", [("1s", "in epoch 1 of 51"), ("25s", "before epoch")])
 def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, where):
-    """1s runs out in the first epoch's first step; 40s before an epoch that would not fit
-    (the first, with its compile, takes most of it). Either way: saved, exported, exit 0, and
-    the console carries no TensorFlow log lines."""
+    """1s runs out in the first epoch's first step; 25s before an epoch that would not fit (the
+    first, with its trace, ends after ~5 s here, ~10 s on a loaded 2-core machine; the budget is
+    all CPU, so no longer than that margin needs). Either way: saved, exported, exit 0, and the
+    console carries no TensorFlow log lines."""
     result = run_train(tmp_path, "--config.train.epochs=50", f"--config.train.time_budget={budget}",
                        f"--submission={tmp_path / 'images.zip'}",
                        "--config.submission.allow_any_count=True")
