@@ -28,8 +28,8 @@ from monet_tf.runtime.launch import free_ports
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "tiny_config.py"
 # The killed run's heartbeat: its processes call each other lost after half of it without a tick.
-# 10 s (a 5 s silence) once stopped a healthy process 1 while this machine ran other work
-# beside the suite; 20 s keeps the check (the survivor stops well before 2 x HEARTBEAT_S).
+# At 10 s (a 5 s silence) process 1 once called a healthy process 0 lost while this machine ran
+# other work beside the suite; 20 s keeps the check (the survivor stops within 2 x HEARTBEAT_S).
 HEARTBEAT_S = 20
 # DiffAugment, and on JAX pools of size 1: their RNG and contents are state that must resume
 # exactly. TensorFlow keeps a pool per replica and checkpoints replica 0's (image_pool.py), so a

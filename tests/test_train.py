@@ -468,9 +468,9 @@ def test_end_to_end_train_interrupt_resume_score_submit_export_predict(tmp_path,
 @pytest.mark.parametrize("budget,where", [("1s", "in epoch 1 of 51"), ("25s", "before epoch")])
 def test_time_budget_stops_cleanly_then_saves_and_exports(tmp_path, budget, where):
     """1s runs out in the first epoch's first step; 25s before an epoch that would not fit (the
-    first, with its trace, ends after ~5 s here, ~10 s on a loaded 2-core machine; the budget is
-    all CPU, so no longer than that margin needs). Either way: saved, exported, exit 0, and the
-    console carries no TensorFlow log lines."""
+    first, with its trace, ends ~5 s into the budget on an idle 2-core machine: 25 s leaves room
+    for a loaded one, and no more, since the budget is spent as CPU). Either way: saved,
+    exported, exit 0, and the console carries no TensorFlow log lines."""
     result = run_train(tmp_path, "--config.train.epochs=50", f"--config.train.time_budget={budget}",
                        f"--submission={tmp_path / 'images.zip'}",
                        "--config.submission.allow_any_count=True")
