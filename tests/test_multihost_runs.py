@@ -159,7 +159,7 @@ def runs(request, tmp_path_factory):
     run.append("--config.train.sample_every=0")  # Grids are the straight run's to check.
     if backend == "jax":  # More epochs, so that the kill lands in training (same schedule).
         # The short heartbeat only where a process is killed: elsewhere a machine that stalls
-        # the processes for HEARTBEAT_S (a paused VM: seen once) would stop a healthy run.
+        # the processes for half of it (a paused VM: seen once) would stop a healthy run.
         interrupted = start(backend, root / "resumed", *run[:1], "--config.train.epochs=100",
                             *run[2:], f"--heartbeat_timeout={HEARTBEAT_S}")
         wait_for(first_checkpoint(backend, root / "resumed"), interrupted)
