@@ -40,15 +40,24 @@ def main():
 
 
 def leave_together():
-    """Every TensorFlow worker waits for the others here, then exits without tearing TensorFlow
-    down. A worker that went through the interpreter's exit while the other was still in its
-    own sometimes aborted there ("terminate called after throwing an instance of ''", launch
-    exit 250; like tensorflow#55250), with every case already saved."""
+    """TensorFlow workers exit without tearing TensorFlow down, process 0 (which hosts the
+    coordination service) last: each other worker says so in the service's key-value store and
+    leaves; process 0 leaves once every one has. A worker that went through the interpreter's
+    exit sometimes aborted there ("terminate called after throwing an instance of ''", launch
+    exit 250; like tensorflow#55250), with every case already saved; and a worker still talking
+    to the service when process 0 left failed ("Socket closed"), as a barrier did once."""
     from tensorflow.python.eager import context
 
-    context.context().wait_at_barrier("step_runner/done", 120_000)
+    from monet_tf.runtime.cluster import from_environment
+
+    cluster, store = from_environment("tensorflow"), context.context()
     sys.stdout.flush()
     sys.stderr.flush()
+    if cluster.index:
+        store.set_config_key_value(f"step_runner/left/{cluster.index}", "1")
+    else:
+        for index in range(1, cluster.processes):
+            store.get_config_key_value(f"step_runner/left/{index}", 120_000)
     os._exit(0)
 
 
