@@ -35,30 +35,6 @@ def main():
     for case in cases:
         run_case(backend, case)
         print("case", case["name"], "done", flush=True)
-    if backend == "tensorflow" and multi_process(backend):
-        leave_together()
-
-
-def leave_together():
-    """TensorFlow workers exit without tearing TensorFlow down, process 0 (which hosts the
-    coordination service) last: each other worker says so in the service's key-value store and
-    leaves; process 0 leaves once every one has. A worker that went through the interpreter's
-    exit sometimes aborted there ("terminate called after throwing an instance of ''", launch
-    exit 250; like tensorflow#55250), with every case already saved; and a worker still talking
-    to the service when process 0 left failed ("Socket closed"), as a barrier did once."""
-    from tensorflow.python.eager import context
-
-    from monet_tf.runtime.cluster import from_environment
-
-    cluster, store = from_environment("tensorflow"), context.context()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if cluster.index:
-        store.set_config_key_value(f"step_runner/left/{cluster.index}", "1")
-    else:
-        for index in range(1, cluster.processes):
-            store.get_config_key_value(f"step_runner/left/{index}", 120_000)
-    os._exit(0)
 
 
 def _case_flags(flags):
