@@ -239,6 +239,9 @@ class Bench:
         cfg.data.image_size = args.image_size
         cfg.model.generator = args.generator
         cfg.model.ngf = args.ngf
+        blocks = re.fullmatch(r"resnet_([0-9]+)blocks", args.generator)
+        if blocks and int(blocks.group(1)) < 5:  # PatchNCE's deepest layer, in a shallower ResNet.
+            cfg.loss.nce_layers = cfg.loss.nce_layers.replace("block_5", f"block_{blocks.group(1)}")
         cfg.seed = args.seed
         self.ndf = cfg.model.ndf
         keras.utils.set_random_seed(cfg.seed)
