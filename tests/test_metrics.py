@@ -73,6 +73,28 @@ def test_singular_product_gets_offset_logged_and_stays_a_distance(capsys):
     assert abs(same) < 1e-6
 
 
+def test_fewer_images_than_dimensions_give_the_regularised_distance(capsys):
+    """The span route (N1 + N2 < D) against the textbook formula on the eps-regularised
+    covariances (scipy's sqrtm of the D x D product) and against frechet_distance's route."""
+    rng = np.random.default_rng(6)
+    a = _random_gaussian(rng, 20, 300)
+    b = _random_gaussian(rng, 15, 300, shift=0.3, scale=2.0)
+    value = metrics.frechet_distance_of_features(a, b, eps=1e-6)
+    assert "near singular (20 + 15 images for 300 dims)" in capsys.readouterr().err
+    s1 = np.cov(a, rowvar=False) + 1e-6 * np.eye(300)
+    s2 = np.cov(b, rowvar=False) + 1e-6 * np.eye(300)
+    direct = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1) + np.trace(s2)
+              - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
+    assert value == pytest.approx(direct, rel=1e-7)
+    stats = (*metrics.feature_statistics(a), *metrics.feature_statistics(b))
+    assert value == pytest.approx(metrics.frechet_distance(*stats), rel=1e-9)
+    assert metrics.frechet_distance_of_features(a, a) == pytest.approx(0.0, abs=1e-6)
+    # As many images as dimensions or more: frechet_distance of the statistics, as it was.
+    c, e = _random_gaussian(rng, 300, 32), _random_gaussian(rng, 200, 32, shift=1.0)
+    assert metrics.frechet_distance_of_features(c, e) == metrics.frechet_distance(
+        *metrics.feature_statistics(c), *metrics.feature_statistics(e))
+
+
 def test_well_conditioned_product_logs_nothing(capsys):
     rng = np.random.default_rng(5)
     mu, sigma = metrics.feature_statistics(_random_gaussian(rng, 500, 8))
