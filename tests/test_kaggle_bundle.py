@@ -1,11 +1,9 @@
 """monet_tf.kaggle bundle: the offline bundle, and that it installs and runs with nothing else."""
 
-import glob
 import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +11,10 @@ import zipfile
 import pytest
 
 from monet_tf import kaggle
+from tests import kaggle_venv
 
-# Its module fixture serves every test here: one xdist worker runs them all (--dist loadgroup).
+# Its module fixture serves every test here: one xdist worker runs them (--dist loadgroup), but
+# the Kaggle-stack test, which builds the bundle again if it runs on the other one (seconds).
 pytestmark = pytest.mark.xdist_group("kaggle_bundle")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -136,46 +136,25 @@ def test_bad_arguments_exit_2_naming_the_flag(args, flag, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def _python_312() -> str | None:
-    """An interpreter of Kaggle's Python (the TPU image's), or None."""
-    candidates = [shutil.which(f"python{kaggle.KAGGLE_PYTHON}"), *sorted(glob.glob(
-        os.path.expanduser(f"~/.pyenv/versions/{kaggle.KAGGLE_PYTHON}*/bin/python3")))]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=60)
-        if probe.returncode == 0 and probe.stdout.strip() == kaggle.KAGGLE_PYTHON:
-            return candidate
-    return None
-
-
 def _run(python, *args, env, cwd, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([str(python), *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def kaggle_tpu_venv(tmp_path_factory) -> tuple[pathlib.Path, dict]:
-    """A fresh venv of Kaggle's TPU image: its Python and monet_tf/kaggle_tpu_stack.txt's pins
-    (tensorflow-cpu 2.20.0, jax 0.7.2, libtpu 0.0.17, keras), installed from the registry.
-    Returns its python and a clean environment (no pip.conf: the bundle installs offline)."""
-    base = _python_312()
-    if base is None:
+def kaggle_tpu_venv() -> tuple[pathlib.Path, dict]:
+    """A fresh venv of Kaggle's TPU image (tests/kaggle_venv.py, whose install began when the run
+    collected the test): its python and a clean environment."""
+    venv = kaggle_venv.ready(pathlib.Path(os.environ["MONET_TF_TEST_CACHES"]))
+    if venv is None:
         pytest.skip(f"Python {kaggle.KAGGLE_PYTHON} (Kaggle's TPU image's) not found: install it "
                     f"(e.g. pyenv install {kaggle.KAGGLE_PYTHON}) to run this test")
-    venv = tmp_path_factory.mktemp("kaggle_tpu") / "venv"
-    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items()  # The suite's XLA_FLAGS stay (tests/conftest.py).
-           if not k.startswith(("PYTHON", "JAX_", "KERAS_", "TF_CPP"))}
-    env.pop("VIRTUAL_ENV", None)
-    # --no-compile: no .pyc for the thousands of modules never imported here (a minute of CPU).
-    install = _run(python, "-m", "pip", "install", "-q", "--no-compile", "-r",
-                   kaggle.KAGGLE_TPU_STACK, env=env, cwd=venv, timeout=1800)
-    assert install.returncode == 0, (install.stdout + install.stderr)[-4000:]
-    env["PIP_CONFIG_FILE"] = os.devnull  # From here on no index, find-links or constraints.
-    return python, env
+    return venv
 
 
+# A group of its own: xdist hands out the larger groups first, so this test starts mid-run, once
+# the venv's install (begun at collection) is done, instead of waiting for it at the start.
+@pytest.mark.xdist_group("kaggle_tpu_stack")
 @pytest.mark.slow
 def test_bundle_installs_offline_on_kaggles_tpu_stack_dry_runs_and_compiles(
         bundle_dir, kaggle_tpu_venv, tmp_path):

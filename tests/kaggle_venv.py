@@ -1,0 +1,82 @@
+"""A venv of Kaggle's TPU image for tests/test_kaggle_bundle.py: its Python and
+monet_tf/kaggle_tpu_stack.txt's pins (tensorflow-cpu 2.20.0, jax 0.7.2, libtpu 0.0.17, keras),
+installed from the registry.
+
+The install (~1.5 GB of wheels unpacked) mostly waits on the disk, so it starts in the background
+as soon as a run collects the test (tests/conftest.py): the other tests use the CPU meanwhile. The
+first process of the run to create the folder installs; the test waits for its exit file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+
+from monet_tf import kaggle
+
+TEST = "tests/test_kaggle_bundle.py::test_bundle_installs_offline_on_kaggles_tpu_stack"
+# --no-compile: no .pyc for the thousands of modules never imported here (a minute of CPU).
+_INSTALL = ('"$0" -m venv "$1/venv" && "$1/venv/bin/python" -m pip install -q --no-compile '
+            '-r "$2"; echo $? > "$1/exit"')
+
+
+def python_312() -> str | None:
+    """An interpreter of Kaggle's Python (the TPU image's), or None."""
+    candidates = [shutil.which(f"python{kaggle.KAGGLE_PYTHON}"), *sorted(glob.glob(
+        os.path.expanduser(f"~/.pyenv/versions/{kaggle.KAGGLE_PYTHON}*/bin/python3")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0 and probe.stdout.strip() == kaggle.KAGGLE_PYTHON:
+            return candidate
+    return None
+
+
+def environment() -> dict:
+    """The venv's processes' environment: this run's, without what points into the suite's own
+    Python, JAX or Keras (the suite's XLA_FLAGS stay: tests/conftest.py)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "JAX_", "KERAS_", "TF_CPP"))}
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def start(caches: pathlib.Path) -> subprocess.Popen | None:
+    """Starts the install in `caches`/kaggle_tpu unless a process of this run already has."""
+    folder = caches / "kaggle_tpu"
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return None
+    base = python_312()
+    if base is None:
+        (folder / "exit").write_text("no python\n")
+        return None
+    with (folder / "install.log").open("w") as log:
+        return subprocess.Popen(["sh", "-c", _INSTALL, base, str(folder), kaggle.KAGGLE_TPU_STACK],
+                                stdout=log, stderr=subprocess.STDOUT, env=environment(),
+                                cwd=folder, start_new_session=True)
+
+
+def ready(caches: pathlib.Path, timeout: float = 1800) -> tuple[pathlib.Path, dict] | None:
+    """(its python, a clean environment with no pip.conf: the bundle installs offline) once the
+    install has ended; None without Kaggle's Python. Starts the install if nothing has."""
+    folder = caches / "kaggle_tpu"
+    start(caches)
+    deadline = time.monotonic() + timeout
+    while not (folder / "exit").exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the Kaggle-stack venv was not installed within {timeout:.0f} s: "
+                                 + (folder / "install.log").read_text()[-3000:])
+        time.sleep(0.5)
+    status = (folder / "exit").read_text().strip()
+    if status == "no python":
+        return None
+    assert status == "0", (folder / "install.log").read_text()[-4000:]
+    env = environment()
+    env["PIP_CONFIG_FILE"] = os.devnull  # From here on no index, find-links or constraints.
+    return folder / "venv" / "bin" / "python", env
