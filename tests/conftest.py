@@ -3,7 +3,6 @@
 import os
 import pathlib
 import shutil
-import signal
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -71,23 +70,16 @@ def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-# What this process started in the background for the run's tests (tests/kaggle_venv.py).
-_BACKGROUND = []
-
-
 def pytest_collection_finish(session):
     """The Kaggle-stack venv's install starts as soon as its test is collected (by whichever
     process of the run gets there first): it mostly waits on the disk, while tests run."""
     if any(item.nodeid.startswith(kaggle_venv.TEST) for item in session.items):
-        _BACKGROUND.append(kaggle_venv.start(_CACHES))
+        kaggle_venv.start(_CACHES)
 
 
 def pytest_unconfigure(config):
-    for proc in filter(None, _BACKGROUND):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     if _OWN_CACHES:
+        kaggle_venv.stop(_CACHES)
         shutil.rmtree(_CACHES, ignore_errors=True)
 
 

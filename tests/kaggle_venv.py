@@ -13,6 +13,7 @@ import glob
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import time
 
@@ -45,6 +46,9 @@ def environment() -> dict:
     return env
 
 
+_STARTED: list[subprocess.Popen] = []  # Held until this process ends.
+
+
 def start(caches: pathlib.Path) -> subprocess.Popen | None:
     """Starts the install in `caches`/kaggle_tpu unless a process of this run already has."""
     folder = caches / "kaggle_tpu"
@@ -57,9 +61,24 @@ def start(caches: pathlib.Path) -> subprocess.Popen | None:
         (folder / "exit").write_text("no python\n")
         return None
     with (folder / "install.log").open("w") as log:
-        return subprocess.Popen(["sh", "-c", _INSTALL, base, str(folder), kaggle.KAGGLE_TPU_STACK],
+        proc = subprocess.Popen(["sh", "-c", _INSTALL, base, str(folder), kaggle.KAGGLE_TPU_STACK],
                                 stdout=log, stderr=subprocess.STDOUT, env=environment(),
                                 cwd=folder, start_new_session=True)
+    (folder / "pid").write_text(f"{proc.pid}\n")
+    _STARTED.append(proc)
+    return proc
+
+
+def stop(caches: pathlib.Path) -> None:
+    """Ends an install still running when the run ends (a run stopped early, `--collect-only`).
+    For the process that owns `caches` alone: xdist shuts an idle worker down while the other may
+    still be waiting for the install."""
+    folder = caches / "kaggle_tpu"
+    if (folder / "pid").exists() and not (folder / "exit").exists():
+        try:
+            os.killpg(int((folder / "pid").read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def ready(caches: pathlib.Path, timeout: float = 1800) -> tuple[pathlib.Path, dict] | None:
