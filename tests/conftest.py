@@ -72,7 +72,7 @@ def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
 
 def pytest_collection_finish(session):
     """The Kaggle-stack venv's install starts as soon as its test is collected (by whichever
-    process of the run gets there first): it mostly waits on the disk, while tests run."""
+    process of the run gets there first), so that other tests run while it installs."""
     if any(item.nodeid.startswith(kaggle_venv.TEST) for item in session.items):
         kaggle_venv.start(_CACHES)
 

@@ -2,9 +2,10 @@
 monet_tf/kaggle_tpu_stack.txt's pins (tensorflow-cpu 2.20.0, jax 0.7.2, libtpu 0.0.17, keras),
 installed from the registry.
 
-The install (~1.5 GB of wheels unpacked) mostly waits on the disk, so it starts in the background
-as soon as a run collects the test (tests/conftest.py): the other tests use the CPU meanwhile. The
-first process of the run to create the folder installs; the test waits for its exit file.
+The install (~1.5 GB of wheels unpacked, ~25 CPU-s) had kept the worker that ran it waiting 51 to
+127 s at the start of a run, so it starts in the background as soon as a run collects the test
+(tests/conftest.py) and other tests run meanwhile. The first process of the run to create the
+folder installs; the test waits for its exit file.
 """
 
 from __future__ import annotations
@@ -49,24 +50,23 @@ def environment() -> dict:
 _STARTED: list[subprocess.Popen] = []  # Held until this process ends.
 
 
-def start(caches: pathlib.Path) -> subprocess.Popen | None:
+def start(caches: pathlib.Path) -> None:
     """Starts the install in `caches`/kaggle_tpu unless a process of this run already has."""
     folder = caches / "kaggle_tpu"
     try:
         folder.mkdir(parents=True)
     except FileExistsError:
-        return None
+        return
     base = python_312()
     if base is None:
         (folder / "exit").write_text("no python\n")
-        return None
+        return
     with (folder / "install.log").open("w") as log:
         proc = subprocess.Popen(["sh", "-c", _INSTALL, base, str(folder), kaggle.KAGGLE_TPU_STACK],
                                 stdout=log, stderr=subprocess.STDOUT, env=environment(),
                                 cwd=folder, start_new_session=True)
     (folder / "pid").write_text(f"{proc.pid}\n")
     _STARTED.append(proc)
-    return proc
 
 
 def stop(caches: pathlib.Path) -> None:
