@@ -3,6 +3,7 @@
   monet-tf train --strategy=tpu --config=configs/kaggle_tpu.py   # also: python run_train.py
   monet-tf predict --model=runs/demo/export/photo_to_monet --input=photos/ --output=images.zip
   monet-tf fid --generated=images.zip --real=/kaggle/input/gan-getting-started/monet_tfrec
+  monet-tf quality --generated=images.zip --real=/kaggle/input/gan-getting-started/monet_tfrec
   monet-tf --help                                               # every command, one line each
 
 `python -m monet_tf <command>` is the same; the older `python -m monet_tf.predict` (.export,
@@ -42,6 +43,9 @@ COMMANDS = {
                       "that need only TensorFlow", backend="tensorflow"),
     "fid": Command("monet_tf.scoring.fid", "FID, memorization distance and MiFID of generated "
                    "images", backend="auto"),
+    "quality": Command("monet_tf.scoring.quality_command", "the quality card of generated "
+                       "paintings, no pretrained network: SWD, palette, spectrum, SSIM, "
+                       "memorization", backend="tensorflow"),
     "inspect": Command("monet_tf.data.inspect", "validate a data set and draw a report of it"),
     "make-tfrecords": Command("monet_tf.data.make_tfrecords", "write a folder of images as "
                               "competition-schema TFRecords"),
