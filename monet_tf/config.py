@@ -145,11 +145,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.deterministic = False  # tf.config.experimental.enable_op_determinism().
     c.train.demo_images = 4  # Photos translated into <workdir>/demo/ at the end.
 
+    # Scores every eval.every epochs on held-out photos: the quality card (no pretrained network:
+    # monet_tf/scoring/quality.py) and, with InceptionV3 weights, MiFID. export/best keeps the
+    # best generator by MiFID, else by the card's score (README: the rule).
     c.eval = ml_collections.ConfigDict()
-    c.eval.every = 0  # Epochs between MiFID scores (0: off).
-    c.eval.num_images = 1000  # Held-out photos translated and scored.
+    c.eval.every = 0  # Epochs between scores (0: off).
+    c.eval.num_images = 1000  # Held-out photos translated and scored; paintings carded against.
     c.eval.batch_size = 32
-    c.eval.inception_weights = ""  # Local InceptionV3 .h5; empty: Keras' ImageNet weights.
+    # Local InceptionV3 .h5 for MiFID (it must exist); empty: Keras' ImageNet weights when they
+    # can be had (cached or downloaded), else the quality card alone.
+    c.eval.inception_weights = ""
 
     # The Kaggle submission written at the end of training: every photo of the data's photo
     # source through photo_to_monet (the best by MiFID when scores are on, else the last), on the

@@ -255,7 +255,7 @@ FIELDS: dict[str, Rule] = {
     "train.num_samples": _POSITIVE,
     "train.deterministic": boolean,
     "train.demo_images": _POSITIVE,
-    "eval.every": integer(0, why="0: no MiFID"),
+    "eval.every": integer(0, why="0: no scores"),
     "eval.num_images": integer(2, why="a covariance needs two"),
     "eval.batch_size": _POSITIVE,
     "eval.inception_weights": text,

@@ -90,9 +90,10 @@ CACHED_PROBE = {"float32_ms": 12.0, "bfloat16_ms": 19.0, "measured": "2025-01-02
 @pytest.fixture(scope="module")
 def wandb_run(tmp_path_factory):
     """One epoch of the tiny CycleGAN logged to wandb offline, with tensorboard unimportable
-    (as under tensorflow-cpu 2.21, which no longer installs it) and `auto` precision, whose
-    probe this machine has cached (CACHED_PROBE): the wandb, TensorBoard and precision tests
-    read it, and the NaN test resumes a copy of it."""
+    (as under tensorflow-cpu 2.21, which no longer installs it), `auto` precision, whose
+    probe this machine has cached (CACHED_PROBE), and scores without Inception weights (the
+    quality card alone): the wandb, TensorBoard, precision and card tests read it, and the NaN
+    test resumes a copy of it."""
     workdir = tmp_path_factory.mktemp("wandb_run")
     shim = tmp_path_factory.mktemp("no_tensorboard")
     (shim / "sitecustomize.py").write_text('import sys\nsys.modules["tensorboard"] = None\n')
@@ -103,6 +104,7 @@ def wandb_run(tmp_path_factory):
     result = run_train(workdir, "--wandb", "--wandb_project=monet_tf_test",
                        "--wandb_run_name=tiny", "--config.train.decay_epochs=0",
                        "--config.train.mixed_precision=auto", "--verbosity=0",
+                       "--config.eval.every=1", "--config.eval.num_images=4",
                        PYTHONPATH=os.pathsep.join((str(shim), str(REPO),
                                                    os.environ.get("PYTHONPATH", ""))),
                        MONET_TF_PRECISION_CACHE=str(cache))
@@ -353,6 +355,26 @@ def test_wandb_offline_logs_metrics(wandb_run):
     assert [row["_step"] for row in epoch_rows] == [1], rows  # one epoch, logged at step 1
     assert all(np.isfinite(row[key]) for row in epoch_rows for key in METRICS)
     assert any(key.startswith("samples/") for row in epoch_rows for key in row), rows
+
+
+@pytest.mark.xdist_group("wandb_run")
+def test_without_inception_weights_the_quality_card_scores_and_chooses_the_best(wandb_run):
+    workdir, result, _ = wandb_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "scores: MiFID is off" in result.stdout and "the quality card alone" in result.stdout
+    with open(workdir / "metrics.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert "mifid" not in row
+    card = {key: float(row[key]) for key in ("card_score", "card_swd", "card_palette",
+                                             "card_spectrum", "card_checkerboard", "card_ssim",
+                                             "card_memorization")}
+    assert all(np.isfinite(v) for v in card.values()) and 0 < card["card_ssim"] <= 1, card
+    best = json.loads((workdir / "export" / "best" / "score.json").read_text())
+    assert best == {"epoch": 1, "by": "card", "card_score": pytest.approx(card["card_score"])}
+    assert (workdir / "export" / "best" / "photo_to_monet" / "saved_model.pb").exists()
+    (run,) = (workdir / "wandb").glob("offline-run-*")
+    assert any(row.get("card_score") == pytest.approx(card["card_score"])
+               for row in wandb_records.history(run))
 
 
 @pytest.mark.xdist_group("wandb_run")

@@ -249,7 +249,7 @@ def test_readme_jax_command_trains_over_two_host_devices_with_mifid_wandb_and_su
     header, row = (workdir / "metrics.csv").read_text().splitlines()[:2]
     mifid = float(row.split(",")[header.split(",").index("mifid")])
     assert np.isfinite(mifid) and json.loads((workdir / "export/best/score.json").read_text()) == {
-        "epoch": 1, "mifid": pytest.approx(mifid)}
+        "epoch": 1, "by": "mifid", "mifid": pytest.approx(mifid)}
     assert list((workdir / "wandb").glob("offline-run-*"))
     assert "with the best (MiFID" in result.stdout
     assert_zip_is_the_translation(tmp_path / "images.zip",

@@ -49,6 +49,18 @@ def _jax_quantized(generator: keras.Model):
     return _JAX_QUANTIZED[generator]
 
 
+def translate_to_uint8(generator: keras.Model, inputs):
+    """The generator's images of `inputs` as uint8, as images.zip holds them: on JAX through one
+    jitted call that quantises on the devices too (the global batch, split over every process's
+    devices: the images stay where the next step takes them); on TensorFlow eagerly, under the
+    current strategy."""
+    if keras.backend.backend() == "jax":
+        return _jax_quantized(generator)([v.value for v in generator.trainable_variables],
+                                         [v.value for v in generator.non_trainable_variables],
+                                         inputs)
+    return _quantize(generator(inputs, training=False))
+
+
 class MiFIDCallback(keras.callbacks.Callback):
     """Scores `model.<generator>` (photo_to_monet) by MiFID every `every_n_epochs` epochs.
 
@@ -113,15 +125,7 @@ class MiFIDCallback(keras.callbacks.Callback):
         self._ready()  # Surface missing weights before the first epoch, not after it.
 
     def _translate(self, inputs):
-        generator = getattr(self.model, self.generator)
-        if keras.backend.backend() == "jax":
-            # The global batch, split over every process's devices, through one jitted call
-            # that quantises on the devices too: the images stay where the features step
-            # takes them.
-            return _jax_quantized(generator)([v.value for v in generator.trainable_variables],
-                                             [v.value for v in generator.non_trainable_variables],
-                                             inputs)
-        return _quantize(generator(inputs, training=False))
+        return translate_to_uint8(getattr(self.model, self.generator), inputs)
 
     def score(self) -> dict[str, float]:
         """Runs the generator on its inputs and scores the images now (also usable outside

@@ -166,6 +166,7 @@ class Run:
     submission_path: str | None
     budget: float | None
     started: float
+    mifid: bool = False  # Scores include MiFID (Inception weights found), not the card alone.
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str,
@@ -212,13 +213,7 @@ def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
     # A DCGAN trains on the paintings alone: an epoch is a pass over them, and no photo is
     # decoded for training, translated for the demo or submitted.
     photos = translates_photos(cfg.model.get("kind", "cyclegan"))
-    if cfg.eval.every > 0:  # Hours later is too late to find there are no Inception weights.
-        try:
-            resolve_weights(cfg.eval.inception_weights or "imagenet")
-        except InceptionWeightsError as err:
-            raise InceptionWeightsError(
-                f"--config.eval.every={cfg.eval.every}: MiFID needs InceptionV3 weights: {err} "
-                "Or train without scores: --config.eval.every=0.") from None
+    mifid = _mifid_on(cfg)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
@@ -258,7 +253,29 @@ def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
     if tf.io.gfile.exists(os.path.join(workdir, ckpt.CONFIG_FILE)) and ckpt.latest_checkpoint(workdir):
         ckpt.check_resumable(ckpt.load_config(workdir), cfg, workdir)
     return Run(cfg, workdir, sources, report, photos, global_batch, steps, last_step,
-               math.ceil(last_step / steps), submission_path, budget, started)
+               math.ceil(last_step / steps), submission_path, budget, started, mifid)
+
+
+def _mifid_on(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the scores every eval.every epochs include MiFID. A weights file the config names
+    must exist (hours later is too late to find it does not); with none named, Keras' ImageNet
+    file is used when it can be had, else the quality card scores alone, and a line says so."""
+    if cfg.eval.every <= 0:
+        return False
+    try:
+        resolve_weights(cfg.eval.inception_weights or "imagenet")
+        return True
+    except InceptionWeightsError as err:
+        if cfg.eval.inception_weights:
+            raise InceptionWeightsError(
+                f"--config.eval.every={cfg.eval.every}: MiFID needs InceptionV3 weights: {err} "
+                "Or score with the quality card alone: leave --config.eval.inception_weights "
+                "empty. Or train without scores: --config.eval.every=0.") from None
+    print(f"scores: MiFID is off (no InceptionV3 ImageNet weights in the Keras cache, none "
+          f"downloadable, none named by --config.eval.inception_weights); every "
+          f"{cfg.eval.every} epochs the quality card alone scores, and chooses export/best.",
+          flush=True)
+    return False
 
 
 def restore(run: Run, runtime: Runtime):
@@ -375,7 +392,8 @@ def _callbacks(run: Run, runtime: Runtime, model, controls: list):
     chief = runtime.chief
     callbacks = [*([cb.EpochProgbar(run.total_epochs)] if chief else []), *controls,
                  *_score_callbacks(cfg, run.sources, run.report, model, workdir,
-                                   runtime.tf_strategy, chief)]
+                                   runtime.tf_strategy, chief, run.mifid,
+                                   runtime.processes)]
     if not chief:
         return callbacks, None
     wandb_run = _init_wandb(cfg, workdir) if cfg.wandb.enabled else None
@@ -514,52 +532,82 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: 
     return export_dir
 
 
-def _score_callbacks(cfg, sources, report, model, workdir, strategy,
-                     chief: bool = True) -> list[keras.callbacks.Callback]:
-    """The MiFID callback when scores are on (cfg.eval.every > 0); it keeps `export/best`
-    (process 0 writes it; every process scores, each its part of every batch).
+def _best_score(workdir: str) -> dict | None:
+    """export/best/score.json: {"epoch", "by": "mifid" | "card", "mifid" or "card_score"}."""
+    path = os.path.join(workdir, "export", "best", "score.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        score = json.load(f)
+    score.setdefault("by", "mifid")  # Written before the card existed.
+    return score
 
-    It scores the model's first generator: photo_to_monet on held-out photos, or a DCGAN's
-    noise_to_monet on eval.num_images fixed noise vectors (the same every time).
+
+def describe_best(score: dict) -> str:
+    if score["by"] == "mifid":
+        return f"MiFID {score['mifid']:.2f}, epoch {score['epoch']}"
+    return f"quality card score {score['card_score']:.3f}, epoch {score['epoch']}"
+
+
+def _score_callbacks(cfg, sources, report, model, workdir, strategy, chief: bool = True,
+                     mifid: bool = False, processes: int = 1) -> list[keras.callbacks.Callback]:
+    """When scores are on (cfg.eval.every > 0): the quality card of a translator's held-out
+    photos, and MiFID when `mifid` (Inception weights found). The one that chooses `export/best`
+    keeps it (process 0 writes it): MiFID when on, else the card's score.
+
+    MiFID scores the model's first generator: photo_to_monet on held-out photos, or a DCGAN's
+    noise_to_monet on eval.num_images fixed noise vectors (the same every time); every process
+    scores, each its part of every batch. The card needs photos and their translations (not a
+    DCGAN's) on one host: a run of several processes cards its exports with `monet-tf quality`.
     """
     if cfg.eval.every <= 0:
         return []
     from monet_tf.scoring.mifid_callback import MiFIDCallback
+    from monet_tf.scoring.quality_callback import QualityCardCallback
 
     best_dir = os.path.join(workdir, "export", "best")
-    score_file = os.path.join(best_dir, "score.json")
-    best = math.inf
-    if tf.io.gfile.exists(score_file):
-        with tf.io.gfile.GFile(score_file) as f:
-            best = json.load(f)["mifid"]
+    by = "mifid" if mifid else "card"
+    previous = _best_score(workdir)
+    best = previous[by if by == "mifid" else "card_score"] if previous and previous["by"] == by \
+        else math.inf
+    name = model.GENERATORS[0]
 
-    def on_new_best(epoch: int, mifid: float) -> None:
+    def on_new_best(epoch: int, score: float) -> None:
         export_all(model, cfg, best_dir, workdir)
         # Beside the SavedModel, for the submission's translation on the run's own devices.
         getattr(model, name).save_weights(os.path.join(best_dir, best_weights(model)))
-        with tf.io.gfile.GFile(score_file, "w") as f:
-            json.dump({"epoch": epoch + 1, "mifid": mifid}, f)
+        with tf.io.gfile.GFile(os.path.join(best_dir, "score.json"), "w") as f:
+            json.dump({"epoch": epoch + 1, "by": by,
+                       "mifid" if mifid else "card_score": score}, f)
 
-    name = model.GENERATORS[0]
+    callbacks: list[keras.callbacks.Callback] = []
+    monets = data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images)
     if "photo_to_monet" in model.GENERATORS:
         inputs = data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images)
+        if processes == 1:
+            callbacks.append(QualityCardCallback(
+                photos=inputs, monets=monets, image_size=cfg.data.image_size,
+                every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
+                on_new_best=on_new_best if chief and not mifid else None, initial_best=best,
+                seed=cfg.seed, generator=name))
     else:
         inputs = tf.data.Dataset.from_tensor_slices(fixed_noise(
             cfg.eval.num_images, int(getattr(model, name).input_shape[-1]), seed=cfg.seed + 1))
-    return [MiFIDCallback(
-        photos=inputs,
-        monets=data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images),
-        every_n_epochs=cfg.eval.every, batch_size=cfg.eval.batch_size,
-        inception_weights=cfg.eval.inception_weights or "imagenet",
-        strategy=strategy, on_new_best=on_new_best if chief else None, initial_best=best,
-        generator=name,
-    )]
+    if mifid:
+        callbacks.append(MiFIDCallback(
+            photos=inputs, monets=monets, every_n_epochs=cfg.eval.every,
+            batch_size=cfg.eval.batch_size,
+            inception_weights=cfg.eval.inception_weights or "imagenet",
+            strategy=strategy, on_new_best=on_new_best if chief else None, initial_best=best,
+            generator=name,
+        ))
+    return callbacks
 
 
 def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> None:
-    """Every photo through the best generator (by MiFID) or the last, on the run's devices; a
-    DCGAN's submission.count paintings from noise. Every process translates its part of each
-    batch; process 0 writes the zip, the others a copy they throw away."""
+    """Every photo through the best generator (by MiFID, else the card) or the last, on the
+    run's devices; a DCGAN's submission.count paintings from noise. Every process translates
+    its part of each batch; process 0 writes the zip, the others a copy they throw away."""
     name = model.GENERATORS[0]
     generator = getattr(model, name)
     best = os.path.join(workdir, "export", "best", best_weights(model))
@@ -567,9 +615,7 @@ def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> N
     which = "the last"
     if runtime.exchange("submission", str(tf.io.gfile.exists(best)))[0] == "True":
         generator.load_weights(best)
-        with tf.io.gfile.GFile(os.path.join(workdir, "export", "best", "score.json")) as f:
-            score = json.load(f)
-        which = f"the best (MiFID {score['mifid']:.2f}, epoch {score['epoch']})"
+        which = f"the best ({describe_best(_best_score(workdir))})"
     if not runtime.chief:
         with tempfile.TemporaryDirectory(prefix="monet_tf_submission_") as scratch:
             _translate_all(model, cfg, runtime, sources, os.path.join(scratch, "images.zip"),
