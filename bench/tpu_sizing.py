@@ -26,7 +26,7 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ("kaggle_tpu", "kaggle_cut", "kaggle_fastcut", "kaggle_dcgan", "unet", "hinge")
+CONFIGS = ("kaggle_tpu", "resnet9", "kaggle_cut", "kaggle_fastcut", "kaggle_dcgan", "hinge")
 _OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED", "Ran out of memory", "does not fit")
 _TIMED_OUT = "error: the compile timed out after"
 

@@ -16,4 +16,6 @@ _GPU = pathlib.Path(__file__).with_name("gpu.py")
 def get_config():
     c = runpy.run_path(str(_GPU))["get_config"]()
     c.model.kind = "fastcut"
+    c.model.generator = "resnet_9blocks"  # gpu.py's U-Net cannot: PatchNCE reads a ResNet's layers.
+    c.model.dropout = 0.0
     return c

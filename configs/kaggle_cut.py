@@ -1,9 +1,9 @@
-"""CUT for a Kaggle TPU (or T4 x2 with --strategy=gpu) notebook: kaggle_tpu.py's recipe, CUT's
-model.
+"""CUT for a Kaggle TPU (or T4 x2 with --strategy=gpu) notebook: resnet9.py's recipe (the
+ResNet-9 Kaggle TPU recipe: PatchNCE reads a ResNet's layers), CUT's model.
 
     python run_train.py --strategy=tpu --config=configs/kaggle_cut.py
 
-Everything but the model is kaggle_tpu.py's (15,000 steps at a global batch of 32, MiFID every
+Everything but the model is resnet9.py's (15,000 steps at a global batch of 32, MiFID every
 10 epochs, the best generator submitted, the 4h15m budget), so the two compare run for run. A
 CUT run reached MiFID 36.9 on this competition. CUT's step costs about half of CycleGAN's
 (0.97 vs 1.88 TFLOP per pair at 256 px; 1.94x the pairs/s in bench/train_step.py --model=cut on
@@ -14,11 +14,11 @@ figure the plan uses.
 import pathlib
 import runpy
 
-_KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
+_RESNET9 = pathlib.Path(__file__).with_name("resnet9.py")
 
 
 def get_config():
-    c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
+    c = runpy.run_path(str(_RESNET9))["get_config"]()
     c.model.kind = "cut"
     c.estimate.flops_per_pair = 9.80e11  # XLA:TPU's count on a v5e-8 (bench/tpu_sizing.py).
     return c

@@ -1,4 +1,4 @@
-"""The DCGAN baseline (configs/dcgan.py) on a Kaggle TPU notebook, as kaggle_tpu.py runs CycleGAN.
+"""The DCGAN baseline (configs/dcgan.py) on a Kaggle TPU notebook, as resnet9.py runs CycleGAN.
 
     python run_train.py --strategy=tpu --config=configs/kaggle_dcgan.py
 
@@ -18,12 +18,12 @@ pipeline dominate, and the plan's rate (30% of the peak) is an upper bound.
 import pathlib
 import runpy
 
-_KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
+_RESNET9 = pathlib.Path(__file__).with_name("resnet9.py")
 _DCGAN = pathlib.Path(__file__).with_name("dcgan.py")
 
 
 def get_config():
-    c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
+    c = runpy.run_path(str(_RESNET9))["get_config"]()
     dcgan = runpy.run_path(str(_DCGAN))["get_config"]()
     c.model = dcgan.model
     c.loss = dcgan.loss

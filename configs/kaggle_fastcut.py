@@ -1,5 +1,5 @@
-"""FastCUT for a Kaggle TPU (or T4 x2 with --strategy=gpu) notebook: kaggle_tpu.py's recipe,
-FastCUT's model.
+"""FastCUT for a Kaggle TPU (or T4 x2 with --strategy=gpu) notebook: resnet9.py's recipe (the
+ResNet-9 Kaggle TPU recipe: PatchNCE reads a ResNet's layers), FastCUT's model.
 
     python run_train.py --strategy=tpu --config=configs/kaggle_fastcut.py
 
@@ -12,11 +12,11 @@ v5e-8 (bench/tpu_sizing.py), the figure the plan uses.
 import pathlib
 import runpy
 
-_KAGGLE_TPU = pathlib.Path(__file__).with_name("kaggle_tpu.py")
+_RESNET9 = pathlib.Path(__file__).with_name("resnet9.py")
 
 
 def get_config():
-    c = runpy.run_path(str(_KAGGLE_TPU))["get_config"]()
+    c = runpy.run_path(str(_RESNET9))["get_config"]()
     c.model.kind = "fastcut"
     c.estimate.flops_per_pair = 6.12e11  # XLA:TPU's count on a v5e-8 (bench/tpu_sizing.py).
     return c

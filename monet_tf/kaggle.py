@@ -278,9 +278,9 @@ def install_text(dataset_name: str, weights_bundled: bool) -> str:
         train += f" --config.eval.inception_weights={base}/{WEIGHTS_NAME}"
         mifid = "MiFID uses the bundled InceptionV3 weights."
     else:
-        train += " --config.eval.every=0"
-        mifid = ("No InceptionV3 weights are bundled, so MiFID is off (--config.eval.every=0); "
-                 "rebuild with --inception_weights=PATH to score during training.")
+        mifid = ("No InceptionV3 weights are bundled, so MiFID is off: the quality card scores "
+                 "the run and chooses the generator it submits; rebuild with "
+                 "--inception_weights=PATH for MiFID.")
     return "\n".join([
         f"monet_tf offline bundle. Upload this folder as a Kaggle dataset named {dataset_name},",
         "attach it and the competition data (gan-getting-started) to a TPU notebook, and run",

@@ -93,10 +93,11 @@ def test_rebundle_replaces_a_bundle_and_refuses_other_folders(bundle_dir, tmp_pa
         kaggle.bundle(str(REPO / "configs" / "out"))
 
 
-def test_install_text_without_weights_turns_mifid_off():
+def test_install_text_without_weights_scores_with_the_quality_card_alone():
     text = kaggle.install_text("my-bundle", weights_bundled=False)
     assert "--find-links /kaggle/input/my-bundle/wheels --no-deps monet_tf ml_collections" in text
-    assert "--config.eval.every=0" in text and "--config.eval.inception_weights" not in text
+    assert "--config.eval.every" not in text and "--config.eval.inception_weights" not in text
+    assert "MiFID is off: the quality card scores the run" in text
 
 
 def test_cached_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
@@ -198,22 +199,23 @@ def test_bundle_installs_offline_on_kaggles_tpu_stack_dry_runs_and_compiles(
         names = zf.namelist()
         assert len(names) == 32 and all(n.lower().endswith(".jpg") for n in names)
         assert zf.read(names[0])[:3] == b"\xff\xd8\xff"
-    assert "dry run on JAX's CPU devices: a reduced copy (64 px, ngf 16, ndf 16" in dry.stdout
+    # The U-Net 256 halves its input eight times: its reduced copy keeps the 256 px.
+    assert "dry run on JAX's CPU devices: a reduced copy (256 px, ngf 16, ndf 16" in dry.stdout
     assert "dry run: 3 steps on the sample" in dry.stdout, dry.stdout[-3000:]
     assert ("full run: 15,000 steps (68.5 epochs of 219 steps) at a global batch of 32 "
             "(4 x 8 devices) = 480,000 pairs") in dry.stdout, dry.stdout[-3000:]
-    assert ("training at 242 pairs/s: 30% of the v5e-8's 1,576 bf16 TFLOP/s over XLA:TPU's "
-            "1.95 TFLOP per pair (bench/tpu_sizing.py): 33m04s (time_budget 4h15m)") in dry.stdout
+    assert ("training at 1,381 pairs/s: 30% of the v5e-8's 1,576 bf16 TFLOP/s over XLA:TPU's "
+            "0.34 TFLOP per pair (bench/tpu_sizing.py): 5m48s (time_budget 4h15m)") in dry.stdout
 
-    # The same on TensorFlow 2.20 (the Kaggle GPU path's engine), at a size a CPU does quickly.
+    # The same on TensorFlow 2.20 (the Kaggle GPU path's engine), at widths a CPU does quickly.
     workdir = tmp_path / "dry_tf"
     dry = _run(python, str(bundle_dir / "run_train.py"),
                f"--config={bundle_dir / 'configs' / 'kaggle_tpu.py'}", "--dry_run",
-               "--config.data.image_size=64", "--config.model.ngf=16", "--config.model.ndf=16",
+               "--config.model.ngf=16", "--config.model.ndf=16",
                f"--workdir={workdir}", env=env, cwd=tmp_path, timeout=1800)
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
     assert "backend: tensorflow" in dry.stdout and "dry run: 3 steps on the sample" in dry.stdout
-    assert re.search(r"^memory: 1\.\dM parameters; .* GiB per device", dry.stdout, re.M), dry.stdout
+    assert re.search(r"^memory: 7\.\dM parameters; .* GiB per device", dry.stdout, re.M), dry.stdout
 
     # Kaggle's own compiler: XLA:TPU of libtpu 0.0.17 under jax 0.7.2, for a v5e-8.
     compiled = _run(python, "-m", "monet_tf", "compile-tpu",
