@@ -148,7 +148,7 @@ def check_records(source: Source, min_image_size: int = 1) -> None:
     _scan(source, min_image_size, skip=False)
 
 
-def _heldout_threshold(names: list[bytes], fraction: float) -> tuple[int, int]:
+def heldout_threshold(names: list[bytes], fraction: float) -> tuple[int, int]:
     """The hash value below which the lowest-hashing `fraction` of names fall (at least 1, and
     never all of them)."""
     if fraction <= 0 or len(names) < 2:
@@ -172,7 +172,7 @@ def validate(sources: DataSources, min_image_size: int = 64, skip_bad_records: b
             print(f"warning: {domain}: skipped {len(bad)} bad record(s): "
                   + ", ".join(f"{p}#{i}" for p, i in bad[:5]) + (" ..." if len(bad) > 5 else ""),
                   flush=True)
-        below, held = _heldout_threshold(names, heldout_fraction if domain == "photo" else 0.0)
+        below, held = heldout_threshold(names, heldout_fraction if domain == "photo" else 0.0)
         training = [len(names) if below < 0 or not names else
                     int(np.sum(name_hash(tf.constant(names)).numpy() >= below))
                     for names in per_file]
