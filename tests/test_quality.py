@@ -159,6 +159,7 @@ def cards(shared_data):
     return reference.floor, {name: reference.card(images)["measures"] for name, images in sets.items()}
 
 
+@pytest.mark.xdist_group("quality_cards")  # One worker computes the cards for both tests.
 def test_the_card_ranks_paintings_near_the_floor_and_photos_far_from_it(cards):
     floor, card = cards
     paintings, raw = card["paintings"], card["photos"]
@@ -168,6 +169,7 @@ def test_the_card_ranks_paintings_near_the_floor_and_photos_far_from_it(cards):
         assert raw[key] > max(paintings[key], floor[key]), key
 
 
+@pytest.mark.xdist_group("quality_cards")
 def test_each_degradation_is_worse_than_clean_on_the_measure_meant_to_catch_it(cards):
     _, card = cards
     clean, blur, low_quality, checker = (card[k] for k in ("paintings", "blur", "jpeg 10",

@@ -233,19 +233,22 @@ class Descriptors:
         levels = levels_for(size)
         counts = _even_counts(count, n)
         patches = [[] for _ in range(levels)]
-        coarse = []
-        for start in range(0, n, batch):
-            pyramid = laplacian_pyramid(images[start:start + batch], levels)
+        coarse, profiles, checkerboard = [], [], []
+        for start in range(0, n, batch):  # In batches: memory stays bounded for any N.
+            part = images[start:start + batch]
+            pyramid = laplacian_pyramid(part, levels)
             for level, band in enumerate(pyramid):
                 patches[level].append(neighbourhoods(band, counts[start:start + batch], rng))
             coarse.append(np.concatenate([_grid(band) for band in pyramid[-2:]], axis=1))
+            profiles.append(azimuthal_profiles(part))
+            checkerboard.append(checkerboard_db(part))
         self.levels = [np.concatenate(p) for p in patches]
         self.coarse = np.concatenate(coarse)  # [N, D] memorization descriptors, unnormalised.
+        self.profiles = np.concatenate(profiles)
+        self.checkerboard = np.concatenate(checkerboard)
         y = rng.integers(0, size, (n, PALETTE_PIXELS))
         x = rng.integers(0, size, (n, PALETTE_PIXELS))
         self.lab = srgb_to_lab(images[np.arange(n)[:, None], y, x].reshape(-1, 3))
-        self.profiles = azimuthal_profiles(images)
-        self.checkerboard = checkerboard_db(images)
 
     def subset(self, index: np.ndarray, count: int, rng: np.random.Generator) -> "Descriptors":
         """The descriptors of the images `index` (for the floors' halves), `count` neighbourhoods

@@ -213,7 +213,7 @@ def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
     # A DCGAN trains on the paintings alone: an epoch is a pass over them, and no photo is
     # decoded for training, translated for the demo or submitted.
     photos = translates_photos(cfg.model.get("kind", "cyclegan"))
-    mifid = _mifid_on(cfg)
+    mifid = _mifid_on(cfg, photos)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     jit_compile, xla_note = runtime.xla(cfg.train.jit_compile)  # Bad values stop here.
@@ -256,10 +256,11 @@ def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
                math.ceil(last_step / steps), submission_path, budget, started, mifid)
 
 
-def _mifid_on(cfg: ml_collections.ConfigDict) -> bool:
+def _mifid_on(cfg: ml_collections.ConfigDict, photos: bool) -> bool:
     """Whether the scores every eval.every epochs include MiFID. A weights file the config names
     must exist (hours later is too late to find it does not); with none named, Keras' ImageNet
-    file is used when it can be had, else the quality card scores alone, and a line says so."""
+    file is used when it can be had, else the quality card scores alone (a translator's: a
+    DCGAN has no photos to card), and a line says so."""
     if cfg.eval.every <= 0:
         return False
     try:
@@ -271,10 +272,10 @@ def _mifid_on(cfg: ml_collections.ConfigDict) -> bool:
                 f"--config.eval.every={cfg.eval.every}: MiFID needs InceptionV3 weights: {err} "
                 "Or score with the quality card alone: leave --config.eval.inception_weights "
                 "empty. Or train without scores: --config.eval.every=0.") from None
+    scores = (f"every {cfg.eval.every} epochs the quality card alone scores, and chooses "
+              "export/best" if photos else "a DCGAN has no photos for the quality card: no scores")
     print(f"scores: MiFID is off (no InceptionV3 ImageNet weights in the Keras cache, none "
-          f"downloadable, none named by --config.eval.inception_weights); every "
-          f"{cfg.eval.every} epochs the quality card alone scores, and chooses export/best.",
-          flush=True)
+          f"downloadable, none named by --config.eval.inception_weights); {scores}.", flush=True)
     return False
 
 
@@ -584,6 +585,9 @@ def _score_callbacks(cfg, sources, report, model, workdir, strategy, chief: bool
     monets = data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images)
     if "photo_to_monet" in model.GENERATORS:
         inputs = data.heldout_photos(sources, report, cfg.data, cfg.eval.num_images)
+        if processes > 1 and chief:
+            print("scores: the quality card is not computed in a run of several processes; "
+                  "card its exports with monet-tf quality", flush=True)
         if processes == 1:
             callbacks.append(QualityCardCallback(
                 photos=inputs, monets=monets, image_size=cfg.data.image_size,
