@@ -33,6 +33,7 @@ the budget, PatchGAN ndf 64, DiffAugment color,translation,cutout) and differ in
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import pathlib
@@ -292,6 +293,24 @@ def table(args) -> None:
     print(f"| floor: held-out paintings, half against half | | | 1.00 | {floor['swd']:.1f} | "
           f"{floor['palette']:.2f} | {floor['spectrum']:.2f} | {floor['checkerboard']:.2f} | | "
           f"{floor['memorization']:.3f} |")
+    for name in results:  # Runs carded during training (--eval_every): the card by epoch.
+        path = pathlib.Path(args.out) / name / "metrics.csv"
+        if not path.exists():
+            continue
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if r.get("card_score", "NA") not in ("NA", "nan")]
+        if not rows:
+            continue
+        print(f"\n`{name}` during training, carded against its 240 training paintings:\n")
+        print("| epoch | steps | score | SWD x1e3 | palette (dE) | spectrum (dB) | "
+              "checkerboard (dB) | SSIM | memorization |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            epoch = int(r["epoch"]) + 1
+            print(f"| {epoch} | {epoch * BASE['data.steps_per_epoch']:,} | "
+                  + " | ".join(f"{float(r['card_' + k]):.{d}f}" for k, d in (
+                      ("score", 2), ("swd", 1), ("palette", 2), ("spectrum", 2),
+                      ("checkerboard", 2), ("ssim", 3), ("memorization", 3))) + " |")
 
 
 def main() -> None:

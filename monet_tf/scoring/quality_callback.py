@@ -77,6 +77,13 @@ class QualityCardCallback(keras.callbacks.Callback):
             self._reference = quality.Reference(_uint8(self.monets, self.size, self.batch_size),
                                                 seed=self.seed)
             self._photos = _uint8(self.photos, self.size, self.batch_size)
+            floor = self._reference.floor
+            if self.verbose:
+                print(f"quality card at {self.size} px against {self._reference.real.count} "
+                      f"paintings; floors (half of them against the other): SWD "
+                      f"{floor['swd']:.1f}, palette {floor['palette']:.2f}, spectrum "
+                      f"{floor['spectrum']:.2f} dB, checkerboard {floor['checkerboard']:.2f} dB, "
+                      f"memorization {floor['memorization']:.3f}", flush=True)
         generator = getattr(self.model, self.generator)
         translated = np.concatenate([
             _resized(translate_to_uint8(generator, batch), self.size)

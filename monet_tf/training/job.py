@@ -544,7 +544,7 @@ def _best_score(workdir: str) -> dict | None:
     return score
 
 
-def describe_best(score: dict) -> str:
+def _describe_best(score: dict) -> str:
     if score["by"] == "mifid":
         return f"MiFID {score['mifid']:.2f}, epoch {score['epoch']}"
     return f"quality card score {score['card_score']:.3f}, epoch {score['epoch']}"
@@ -567,10 +567,9 @@ def _score_callbacks(cfg, sources, report, model, workdir, strategy, chief: bool
     from monet_tf.scoring.quality_callback import QualityCardCallback
 
     best_dir = os.path.join(workdir, "export", "best")
-    by = "mifid" if mifid else "card"
-    previous = _best_score(workdir)
-    best = previous[by if by == "mifid" else "card_score"] if previous and previous["by"] == by \
-        else math.inf
+    by, key = ("mifid", "mifid") if mifid else ("card", "card_score")
+    previous = _best_score(workdir)  # A best by the other score is replaced by this one's.
+    best = previous[key] if previous and previous["by"] == by else math.inf
     name = model.GENERATORS[0]
 
     def on_new_best(epoch: int, score: float) -> None:
@@ -578,8 +577,7 @@ def _score_callbacks(cfg, sources, report, model, workdir, strategy, chief: bool
         # Beside the SavedModel, for the submission's translation on the run's own devices.
         getattr(model, name).save_weights(os.path.join(best_dir, best_weights(model)))
         with tf.io.gfile.GFile(os.path.join(best_dir, "score.json"), "w") as f:
-            json.dump({"epoch": epoch + 1, "by": by,
-                       "mifid" if mifid else "card_score": score}, f)
+            json.dump({"epoch": epoch + 1, "by": by, key: score}, f)
 
     callbacks: list[keras.callbacks.Callback] = []
     monets = data.eval_images(sources, report, "monet", cfg.data, cfg.eval.num_images)
@@ -619,7 +617,7 @@ def _write_submission(model, cfg, runtime, sources, workdir, path, started) -> N
     which = "the last"
     if runtime.exchange("submission", str(tf.io.gfile.exists(best)))[0] == "True":
         generator.load_weights(best)
-        which = f"the best ({describe_best(_best_score(workdir))})"
+        which = f"the best ({_describe_best(_best_score(workdir))})"
     if not runtime.chief:
         with tempfile.TemporaryDirectory(prefix="monet_tf_submission_") as scratch:
             _translate_all(model, cfg, runtime, sources, os.path.join(scratch, "images.zip"),
