@@ -18,13 +18,16 @@ ones, measured on the pixels alone (numpy; the SSIM is TensorFlow's).
   each, in dB, averaged over images (Hann-windowed, so the image borders add no cross).
 - Content kept: SSIM (Wang et al. 2004, `tf.image.ssim`: 11x11 Gaussian, sigma 1.5) on BT.601
   luminance between each photo and its translation.
-- Memorization: each generated image's distance to its nearest training painting in the patch
-  descriptor space of SWD's two coarsest levels (a copy scores 0), median over images.
+- Memorization: each generated image's RMS distance to its nearest training painting over every
+  value of SWD's two coarsest pyramid levels, normalised by the training paintings' statistics
+  (a copy scores 0), median over images.
 
 Each distance comes with its floor: the same measure between two disjoint halves of the real
-paintings; the measure itself compares as many generated images with the same half (Reference). `score` is the one number
-`export/best` is chosen by when no Inception weights are given: the mean over SWD, palette and
-spectrum of measure / floor (1.0: as close as real paintings are to each other; lower is better).
+paintings; the measure compares as many generated images with the same half (Reference). `score`
+is the one number `export/best` is chosen by when no Inception weights are given: the mean over
+SWD, palette and spectrum of measure / floor (1.0: as close as real paintings are to each other;
+lower is better). Floors, and so scores, depend on the real set's size: compare cards against
+the same real paintings.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ CHECKER_PERIODS = (2, 4)  # Pixels: one and two stride-2 upsamplings.
 MEMORIZED_BELOW = 0.5  # Of the floor: a median nearest distance under this is flagged.
 _GAUSS = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # cv2.pyrDown's 5-tap kernel.
 
-# (key, what, unit) of the card's measures, in the order the card prints them.
+# (key, what, which way is better) of the card's measures, in the order the card prints them.
 MEASURES = (
     ("swd", "SWD x1e3, Laplacian 7x7 (Karras 2018), mean over levels", "lower"),
     ("palette", "palette: sliced W1 of CIELAB colours (delta E)", "lower"),

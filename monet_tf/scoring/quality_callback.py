@@ -85,9 +85,10 @@ class QualityCardCallback(keras.callbacks.Callback):
                       f"{floor['spectrum']:.2f} dB, checkerboard {floor['checkerboard']:.2f} dB, "
                       f"memorization {floor['memorization']:.3f}", flush=True)
         generator = getattr(self.model, self.generator)
+        # numpy batches: the generator's jitted JAX call takes no TensorFlow tensors.
         translated = np.concatenate([
             _resized(translate_to_uint8(generator, batch), self.size)
-            for batch in self.photos.batch(self.batch_size)])
+            for batch in self.photos.batch(self.batch_size).as_numpy_iterator()])
         return self._reference.card(translated, self._photos)
 
     def on_epoch_end(self, epoch, logs=None):
