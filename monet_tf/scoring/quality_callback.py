@@ -67,7 +67,6 @@ class QualityCardCallback(keras.callbacks.Callback):
         self.every_n_epochs, self.batch_size = every_n_epochs, batch_size
         self.on_new_best, self.best = on_new_best, initial_best
         self.seed, self.verbose, self.generator = seed, verbose, generator
-        self.last_card: dict | None = None
         self._reference: quality.Reference | None = None
         self._photos: np.ndarray | None = None
 
@@ -98,9 +97,7 @@ class QualityCardCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every_n_epochs or self.model.stop_training:
             logs.update({key: math.nan for key in CARD_KEYS})
             return
-        card = self.score()
-        self.last_card = card
-        measures = card["measures"]
+        measures = self.score()["measures"]
         logs.update({key: math.nan if measures[key[5:]] is None else float(measures[key[5:]])
                      for key in CARD_KEYS})
         if self.verbose:

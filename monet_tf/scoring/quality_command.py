@@ -38,9 +38,11 @@ def _stem(name) -> str:
     return os.path.splitext(os.path.basename(name))[0]
 
 
-def load(spec: str, flag: str, size: int | None, limit: int = 0) -> tuple[list[str], np.ndarray]:
+def load(spec: str, flag: str, size: int | None, limit: int = 0,
+         keep: set[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(names, uint8 [N, size, size, 3]) of the images at `spec`, resized square to `size` (None:
-    the first image's side); at most `limit` (> 0), every k-th image, counted and reported."""
+    the first image's side); at most `limit` (> 0), every k-th image, counted and reported;
+    only those whose names are in `keep`, when given (the photos of the generated images)."""
     from monet_tf.data import resize_square
 
     dataset = read_images(spec, flag)
@@ -57,8 +59,10 @@ def load(spec: str, flag: str, size: int | None, limit: int = 0) -> tuple[list[s
         size = min(height, width)
     names, images = [], []
     for name, image in dataset.map(lambda n, i: (n, resize_square(i, size))).batch(64):
-        names += [_stem(n) for n in name.numpy()]
-        images.append(image.numpy())
+        stems = [_stem(n) for n in name.numpy()]
+        wanted = [keep is None or stem in keep for stem in stems]
+        names += [stem for stem, w in zip(stems, wanted) if w]
+        images.append(image.numpy()[np.array(wanted, bool)])
     if not images:
         raise QualityError(f"--{flag} {spec} holds no images")
     return names, np.concatenate(images)
@@ -80,9 +84,10 @@ def compute_card(generated: str, real: str, training: str = "", photos: str = ""
     training_images = load(training, "training", size)[1] if training else None
     reference = quality.Reference(real_images, training_images, seed=seed,
                                   max_generated=max_images)
+    card = reference.card(gen)
     matched = None
     if photos:
-        photo_names, photo_images = load(photos, "photos", size)
+        photo_names, photo_images = load(photos, "photos", size, keep=set(gen_names))
         by_name = dict(zip(photo_names, range(len(photo_names))))
         pairs = [(i, by_name[n]) for i, n in enumerate(gen_names) if n in by_name]
         if not pairs:
@@ -94,11 +99,8 @@ def compute_card(generated: str, real: str, training: str = "", photos: str = ""
                   "have no photo of the same name; SSIM is over the other "
                   f"{matched}", file=sys.stderr)
         gen_index, photo_index = map(np.array, zip(*pairs))
-        card = reference.card(gen)
         card["measures"]["ssim"] = float(np.mean(quality.ssim_luminance(
             photo_images[photo_index], gen[gen_index])))
-    else:
-        card = reference.card(gen)
     card.update(generated_path=generated, real_path=real, training_path=training or real,
                 photos_path=photos or None, ssim_pairs=matched)
     return card
