@@ -85,6 +85,10 @@ def define_flags() -> None:
     flags.DEFINE_float(
         "heartbeat_timeout", clusters.DEFAULT_HEARTBEAT_S,
         "Seconds of silence after which a process of the run counts as lost and the others stop.")
+    flags.DEFINE_enum(
+        "progress", "bar", ["bar", "epoch"], "bar: Keras' progress bar, redrawn in place at "
+        "every step (a terminal); epoch: one line at the end of each epoch (a notebook cell or a "
+        "log file, where a redrawn bar piles up).")
     flags.DEFINE_bool("wandb", False, "Log to Weights & Biases (respects WANDB_MODE).")
     flags.DEFINE_string("wandb_project", None, "wandb project.")
     flags.DEFINE_string("wandb_entity", None, "wandb entity (team or user).")
@@ -185,7 +189,7 @@ def main(argv: list[str]) -> None:
             print(f"this is {cluster.describe()}", flush=True)
         runtime = make_runtime(FLAGS.strategy, tpu=FLAGS.tpu, cpu_replicas=FLAGS.cpu_replicas,
                                cluster=cluster, run=_run_digest(cfg, backend, workdir))
-        result = train(cfg, workdir, runtime)
+        result = train(cfg, workdir, runtime, verbose="auto" if FLAGS.progress == "bar" else 2)
     except (ConfigError, DataError, InceptionWeightsError, StrategyError, SubmissionError,
             WorkdirError, clusters.ClusterError) as e:  # Bad input: said before any training.
         _leave(runtime)
