@@ -17,7 +17,10 @@ KINDS = ("cyclegan", "cut", "fastcut", "dcgan")  # model.kind
 # model.generator: the reference's names; any resnet_<n>blocks (n >= 1) builds too (the tests
 # use resnet_2blocks).
 GENERATORS = ("resnet_6blocks", "resnet_9blocks", "unet_256", "unet_128")
-UPSAMPLES = ("transpose", "resize")  # Conv2DTranspose, or nearest-neighbour resize + conv.
+# Conv2DTranspose | nearest-neighbour resize + conv | conv + depth-to-space (sub-pixel).
+UPSAMPLES = ("transpose", "resize", "subpixel")
+INSTANCE_NORMS = ("group_norm", "one_pass")  # monet_tf.models.layers.instance_norm
+REFLECT_PADDINGS = ("pad", "gather")  # monet_tf.models.layers.ReflectionPadding2D
 CRITICS = ("patchgan",)  # model.critic
 GAN_LOSSES = ("lsgan", "bce", "hinge")  # loss.gan
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")  # loss.diffaugment, comma-separated
@@ -76,7 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Translators (cyclegan, cut, fastcut; CUT needs a ResNet):
     c.model.generator = "resnet_9blocks"  # resnet_<n>blocks (6, 9) | unet_256 | unet_128
     c.model.ngf = 64  # Generator width (filters of the first conv).
-    c.model.upsample = "transpose"  # transpose | resize (nearest-neighbour resize + conv)
+    # ResNets: transpose | resize (nearest-neighbour resize + conv) | subpixel (conv to 4x the
+    # channels + depth-to-space, ICNR init). U-Nets: transpose.
+    c.model.upsample = "transpose"
     c.model.dropout = 0.0  # U-Net decoder dropout rate (pix2pix uses 0.5).
     c.model.critic = "patchgan"
     c.model.ndf = 64  # Critic width.
@@ -84,6 +89,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.critic_noise = 0.0  # Std of Gaussian noise added to critic inputs (0: off).
     c.model.spectral_norm = False  # Spectral normalisation on the critic's convolutions.
     c.model.norm_epsilon = 1e-5  # Instance norm epsilon (PyTorch's default, not Keras' 1e-3).
+    # How instance norm and reflection padding are computed; the choices give equal results
+    # (a checkpoint of one restores into the other) as different XLA programs: group_norm
+    # (keras GroupNormalization(groups=-1)) | one_pass (one float32 pass for both moments);
+    # pad (ops.pad reflect) | gather (mirrored indices, fusable with the producer).
+    c.model.instance_norm = "group_norm"
+    c.model.reflect_padding = "pad"
     # dcgan only: the length of noise_to_monet's standard normal noise vector, and its channels
     # at the 4x4 start, halved at each doubling of the side down to model.ngf.
     c.model.latent_dim = 128

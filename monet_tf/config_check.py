@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import ml_collections
 
-from monet_tf.config import (CRITICS, DIFFAUGMENT_POLICIES, GAN_LOSSES, GENERATORS, KINDS,
-                             PRECISIONS, UPSAMPLES, flag, flatten, generator_multiple,
-                             resnet_blocks, unknown_field_message)
+from monet_tf.config import (CRITICS, DIFFAUGMENT_POLICIES, GAN_LOSSES, GENERATORS,
+                             INSTANCE_NORMS, KINDS, PRECISIONS, REFLECT_PADDINGS, UPSAMPLES, flag,
+                             flatten, generator_multiple, resnet_blocks, unknown_field_message)
 
 # Fields a run adds to its config.json (train.py); a resolved config may carry them.
 RESOLVED = ("runtime", "train.replicas", "train.global_batch_size")
@@ -214,6 +214,8 @@ FIELDS: dict[str, Rule] = {
     "model.generator": _generator,
     "model.ngf": _POSITIVE,
     "model.upsample": choice(UPSAMPLES),
+    "model.instance_norm": choice(INSTANCE_NORMS),
+    "model.reflect_padding": choice(REFLECT_PADDINGS),
     "model.dropout": number(0.0, 1.0, below=True),
     "model.critic": choice(CRITICS),
     "model.ndf": _POSITIVE,
@@ -297,6 +299,13 @@ def _image_size_for_generator(cfg, backend):
     return None
 
 
+def _unet_upsamples_by_transpose(cfg, backend):
+    if cfg.model.generator.startswith("unet") and cfg.model.upsample != "transpose":
+        return "model.upsample", (f"{cfg.model.generator} upsamples with transposed "
+                                  "convolutions only; set model.upsample=transpose or use a ResNet")
+    return None
+
+
 def _critic_sees_the_image(cfg, backend):
     layers, size = int(cfg.model.critic_layers), int(cfg.data.image_size)
     if size // 2 ** layers - 2 < 1:
@@ -352,8 +361,8 @@ def _submission_count(cfg, backend):
     return None
 
 
-COMBINATIONS = (_cut_reads_a_resnet, _image_size_for_generator, _critic_sees_the_image,
-                _schedule_has_steps, _loss_scaling_needs_tensorflow, _dcgan_width,
+COMBINATIONS = (_cut_reads_a_resnet, _image_size_for_generator, _unet_upsamples_by_transpose,
+                _critic_sees_the_image, _schedule_has_steps, _loss_scaling_needs_tensorflow, _dcgan_width,
                 _submission_count)
 
 

@@ -16,7 +16,9 @@ def _images(size, batch=2, seed=0):
     [
         ("resnet_6blocks", 32, {}),
         ("resnet_9blocks", 36, {"upsample": "resize", "dropout": 0.5}),
-        ("unet_128", 128, {"dropout": 0.5}),
+        ("resnet_6blocks", 36, {"upsample": "subpixel", "norm": "one_pass",
+                                "reflect_padding": "gather"}),
+        ("unet_128", 128, {"dropout": 0.5, "norm": "one_pass"}),
         ("unet_256", 256, {"ngf": 2}),
     ],
 )

@@ -23,12 +23,14 @@ def build_critic(
     image_size: int | None = None,
     model_name: str = "critic",
     seed: int | None = None,
+    norm_method: str = "group_norm",
 ) -> keras.Model:
     """Builds a critic by name (only "patchgan" so far).
 
     noise: std of Gaussian noise added to the input while training (instance noise; 0: off).
     spectral_norm wraps every convolution in keras.layers.SpectralNormalization.
-    norm: "instance" (reference) or "none".
+    norm: "instance" (reference) or "none"; norm_method: how instance norm is computed
+    (monet_tf.models.layers.instance_norm).
     """
     if name not in CRITICS:
         raise ValueError(f"unknown critic {name!r}; choose one of {', '.join(CRITICS)}")
@@ -54,7 +56,7 @@ def build_critic(
     for n in range(1, n_layers + 1):
         x = conv(x, ndf * min(2**n, 8), 2 if n < n_layers else 1, bias=not use_norm)
         if use_norm:
-            x = instance_norm(norm_epsilon)(x)
+            x = instance_norm(norm_epsilon, method=norm_method)(x)
         x = layers.LeakyReLU(0.2)(x)
     x = conv(x, 1, 1, bias=True)
     outputs = full_precision_output("linear", "patch_logits")(x)

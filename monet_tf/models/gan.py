@@ -207,6 +207,7 @@ def translator(cfg, name: str, seed: int) -> keras.Model:
     return build_generator(
         m.generator, ngf=m.ngf, upsample=m.upsample, dropout=m.dropout,
         norm_epsilon=m.norm_epsilon, image_size=size, model_name=name, seed=seed,
+        norm=m.instance_norm, reflect_padding=m.reflect_padding,
     )
 
 
@@ -219,4 +220,5 @@ def patch_critic(cfg, name: str, seed: int) -> keras.Model:
         m.critic, ndf=m.ndf, n_layers=m.critic_layers, noise=m.critic_noise,
         spectral_norm=m.spectral_norm, norm_epsilon=m.norm_epsilon,
         image_size=int(cfg.data.image_size), model_name=name, seed=seed,
+        norm_method=m.instance_norm,
     )

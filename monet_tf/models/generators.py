@@ -10,7 +10,8 @@ import keras
 from keras import layers
 
 from monet_tf.config import UPSAMPLES, check_generator, resnet_blocks
-from monet_tf.models.layers import Initializers, ReflectionPadding2D, full_precision_output, instance_norm
+from monet_tf.models.layers import (ICNR, DepthToSpace, Initializers, ReflectionPadding2D,
+                                    full_precision_output, instance_norm)
 
 # Named layers of the ResNet generators, in the order of the reference ResnetGenerator's layer
 # ids that CUT uses (0, 4, 8, 12, 16): the padded input, the two downsampling convolutions and
@@ -27,24 +28,30 @@ def build_generator(
     image_size: int | None = None,
     model_name: str = "generator",
     seed: int | None = None,
+    norm: str = "group_norm",
+    reflect_padding: str = "pad",
 ) -> keras.Model:
     """Builds a generator by name (resnet_<n>blocks, e.g. resnet_9blocks | unet_256 | unet_128).
 
     image_size fixes the input's height and width (None: any multiple of generator_multiple(name);
     U-Nets always need their exact size). dropout is used inside residual blocks / U-Net decoder.
+    norm and reflect_padding choose how instance norm and reflection padding are computed
+    (monet_tf.models.layers: equal results, different programs); upsample changes the model.
     """
     check_generator(name)
     if upsample not in UPSAMPLES:
         raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
     if name.startswith("resnet"):
         blocks = resnet_blocks(name)
-        return resnet_generator(
-            blocks, ngf, upsample, dropout, norm_epsilon, image_size, model_name, seed
-        )
+        return resnet_generator(blocks, ngf, upsample, dropout, norm_epsilon, image_size,
+                                model_name, seed, norm, reflect_padding)
     size = 256 if name == "unet_256" else 128
     if image_size not in (None, size):
         raise ValueError(f"{name} needs {size}x{size} images, got image_size={image_size}")
-    return unet_generator(size, ngf, dropout, norm_epsilon, model_name, seed)
+    if upsample != "transpose":
+        raise ValueError(f"{name} upsamples with transposed convolutions only, got "
+                         f"upsample={upsample!r}")
+    return unet_generator(size, ngf, dropout, norm_epsilon, model_name, seed, norm)
 
 
 def resnet_generator(
@@ -56,20 +63,33 @@ def resnet_generator(
     image_size: int | None = None,
     model_name: str = "generator",
     seed: int | None = None,
+    norm: str = "group_norm",
+    reflect_padding: str = "pad",
 ) -> keras.Model:
-    """c7s1-ngf, d2ngf, d4ngf, `blocks` x R4ngf, u2ngf, ungf, c7s1-3 (Johnson et al. / CycleGAN)."""
+    """c7s1-ngf, d2ngf, d4ngf, `blocks` x R4ngf, u2ngf, ungf, c7s1-3 (Johnson et al. / CycleGAN).
+
+    upsample: "transpose" (stride-2 transposed conv, the reference), "resize" (nearest resize,
+    then a 3x3 conv at the new size) or "subpixel" (a 3x3 conv to 4x the filters at the old
+    size, then depth-to-space, ICNR-initialised: a quarter of resize's FLOPs).
+    """
     init = Initializers(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
+
+    def pad(x, size, name=None):
+        return ReflectionPadding2D(size, method=reflect_padding, name=name)(x)
+
+    def norm_layer():
+        return instance_norm(norm_epsilon, method=norm)
 
     def conv_norm_relu(x, filters, kernel, strides=1, reflect=0, zero=0, pad_name=None,
                        conv_name=None):
         if reflect:
-            x = ReflectionPadding2D(reflect, name=pad_name)(x)
+            x = pad(x, reflect, pad_name)
         if zero:
             x = layers.ZeroPadding2D(zero)(x)
         x = layers.Conv2D(filters, kernel, strides, use_bias=False, kernel_initializer=init(),
                           name=conv_name)(x)
-        x = instance_norm(norm_epsilon)(x)
+        x = norm_layer()(x)
         return layers.ReLU()(x)
 
     # The layers named here are the encoder features CUT's PatchNCE reads (ENCODER_FEATURES).
@@ -80,22 +100,25 @@ def resnet_generator(
         y = conv_norm_relu(x, ngf * 4, 3, reflect=1)
         if dropout:
             y = layers.Dropout(dropout)(y)
-        y = ReflectionPadding2D(1)(y)
+        y = pad(y, 1)
         y = layers.Conv2D(ngf * 4, 3, use_bias=False, kernel_initializer=init())(y)
-        y = instance_norm(norm_epsilon)(y)
+        y = norm_layer()(y)
         x = layers.Add(name=f"block_{block + 1}")([x, y])
     for filters in (ngf * 2, ngf):
         if upsample == "transpose":
             x = layers.Conv2DTranspose(
                 filters, 3, 2, padding="same", use_bias=False, kernel_initializer=init()
             )(x)
-        else:
+        elif upsample == "resize":
             x = layers.UpSampling2D(2, interpolation="nearest")(x)
-            x = ReflectionPadding2D(1)(x)
-            x = layers.Conv2D(filters, 3, use_bias=False, kernel_initializer=init())(x)
-        x = instance_norm(norm_epsilon)(x)
+            x = layers.Conv2D(filters, 3, use_bias=False, kernel_initializer=init())(pad(x, 1))
+        else:
+            x = layers.Conv2D(filters * 4, 3, use_bias=False,
+                              kernel_initializer=ICNR(init()))(pad(x, 1))
+            x = DepthToSpace(2)(x)
+        x = norm_layer()(x)
         x = layers.ReLU()(x)
-    x = ReflectionPadding2D(3)(x)
+    x = pad(x, 3)
     x = layers.Conv2D(3, 7, kernel_initializer=init())(x)
     outputs = full_precision_output("tanh", "translated")(x)
     return keras.Model(inputs, outputs, name=model_name)
@@ -108,6 +131,7 @@ def unet_generator(
     norm_epsilon: float = 1e-5,
     model_name: str = "generator",
     seed: int | None = None,
+    norm: str = "group_norm",
 ) -> keras.Model:
     """pix2pix U-Net: log2(size) stride-2 4x4 convs down to 1x1, mirrored up with skip connections.
 
@@ -129,14 +153,14 @@ def unet_generator(
             f, 4, 2, padding="same", use_bias=not has_norm, kernel_initializer=init()
         )(x)
         if has_norm:
-            x = instance_norm(norm_epsilon)(x)
+            x = instance_norm(norm_epsilon, method=norm)(x)
         skips.append(x)
     for i in range(last, 0, -1):
         x = layers.ReLU()(x)
         x = layers.Conv2DTranspose(
             filters[i - 1], 4, 2, padding="same", use_bias=False, kernel_initializer=init()
         )(x)
-        x = instance_norm(norm_epsilon)(x)
+        x = instance_norm(norm_epsilon, method=norm)(x)
         if dropout and 4 <= i < last:
             x = layers.Dropout(dropout)(x)
         x = layers.Concatenate()([skips[i - 1], x])
