@@ -25,8 +25,11 @@ import sys
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
+
+from monet_tf.runtime import disk
 
 INPUT_NAME = "images"  # The serving signature's input argument.
 NOISE_NAME = "noise"  # A noise generator's serving signature's input argument.
@@ -211,9 +214,14 @@ def _check_export_path(path) -> str:
     return path
 
 
-def _save(module: tf.Module, function, path: str) -> None:
+def _weight_bytes(generator: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) * 4 for w in generator.weights)  # Exported in float32.
+
+
+def _save(module: tf.Module, function, path: str, generator: keras.Model) -> None:
     """tf.saved_model.save with `function` as serving_default; an existing SavedModel at `path`
-    is replaced atomically (written beside it, then renamed)."""
+    is replaced atomically (written beside it, then renamed). A full disk: DiskFull, sized by
+    the generator's weights, and the part written removed."""
     signatures = {"serving_default": function.get_concrete_function()}
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     if "://" in path:  # Object stores cannot rename folders atomically: replace in place.
@@ -223,12 +231,19 @@ def _save(module: tf.Module, function, path: str) -> None:
         return
 
     tmp, old = path + ".tmp", path + ".old"
+
+    def remove_tmp() -> None:
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp)
+
     for leftover in (tmp, old):
         if os.path.lexists(leftover):
             shutil.rmtree(leftover)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tf.saved_model.save(module, tmp, signatures=signatures, options=options)
+    with disk.writing(path, lambda: _weight_bytes(generator), "the SavedModel",
+                      cleanup=remove_tmp):
+        tf.saved_model.save(module, tmp, signatures=signatures, options=options)
     if os.path.exists(path):
         os.rename(path, old)
     os.rename(tmp, path)
@@ -252,7 +267,7 @@ def export_generator(generator: keras.Model, path: str, multiple: int = 4,
     _check_precision(precision)
     path = _check_export_path(path)
     translator = _Translator(inference_copy(generator, precision), multiple)
-    _save(translator, translator.translate, path)
+    _save(translator, translator.translate, path, generator)
 
 
 def export_noise_generator(generator: keras.Model, path: str, precision: str = "float32") -> None:
@@ -265,7 +280,7 @@ def export_noise_generator(generator: keras.Model, path: str, precision: str = "
     _check_precision(precision)
     path = _check_export_path(path)
     module = _NoiseGenerator(inference_copy(generator, precision))
-    _save(module, module.generate, path)
+    _save(module, module.generate, path, generator)
 
 
 def _check_precision(precision: str) -> None:

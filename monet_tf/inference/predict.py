@@ -36,6 +36,7 @@ from monet_tf.data.images import resize_square
 from monet_tf.data.sources import IMAGE_EXTENSIONS, DataError, Source, source_from_spec
 from monet_tf.data.validate import check_records
 from monet_tf.models.dcgan import fixed_noise
+from monet_tf.runtime import disk
 
 KAGGLE_MIN_IMAGES, KAGGLE_MAX_IMAGES = 7_000, 10_000
 FLAGS = flags.FLAGS  # Flags are defined only when run as a program (see define_flags).
@@ -222,11 +223,15 @@ class _ZipWriter:
         self.zip.writestr(name, data)
 
     def close(self, ok: bool) -> None:
-        self.zip.close()
         if ok:
+            self.zip.close()
             os.replace(self.partial, self.path)
-        else:
-            os.remove(self.partial)
+            return
+        try:
+            self.zip.close()  # Closes the file even when its last write fails (a full disk).
+        except OSError:
+            pass
+        os.remove(self.partial)
 
 
 def predict(
@@ -384,12 +389,13 @@ def write_translations(plan: Plan, translate: Callable, verbose: bool = True,
     unique_names = _UniqueNames()
     ok = False
     try:
-        for names, images in dataset:
-            n = int(images.shape[0])
-            if static_batch and n < plan.batch_size:
-                images = tf.pad(images, [[0, plan.batch_size - n], [0, 0], [0, 0], [0, 0]])
-            writer.write([unique_names(name) for name in names.numpy()],
-                         np.asarray(translate(images))[:n])
+        with writer.full_disk():
+            for names, images in dataset:
+                n = int(images.shape[0])
+                if static_batch and n < plan.batch_size:
+                    images = tf.pad(images, [[0, plan.batch_size - n], [0, 0], [0, 0], [0, 0]])
+                writer.write([unique_names(name) for name in names.numpy()],
+                             np.asarray(translate(images))[:n])
         ok = True
     except tf.errors.OpError as err:
         # Batches come in file order, so the bad image is at or after the last one written.
@@ -417,13 +423,14 @@ def write_generated(plan: GenerationPlan, generate: Callable, noise_dim: int,
                          plan.batch_size, verbose)
     ok = False
     try:
-        for start in range(0, plan.count, plan.batch_size):
-            batch = noise[start : start + plan.batch_size]
-            n = len(batch)
-            if static_batch and n < plan.batch_size:
-                batch = np.pad(batch, [[0, plan.batch_size - n], [0, 0]])
-            writer.write([f"{i:0{digits}d}.jpg" for i in range(start, start + n)],
-                         np.asarray(generate(tf.constant(batch)))[:n])
+        with writer.full_disk():
+            for start in range(0, plan.count, plan.batch_size):
+                batch = noise[start : start + plan.batch_size]
+                n = len(batch)
+                if static_batch and n < plan.batch_size:
+                    batch = np.pad(batch, [[0, plan.batch_size - n], [0, 0]])
+                writer.write([f"{i:0{digits}d}.jpg" for i in range(start, start + n)],
+                             np.asarray(generate(tf.constant(batch)))[:n])
         ok = True
     finally:
         writer.close(ok)
@@ -448,8 +455,11 @@ class _JpegWriter:
                              parallel_iterations=batch_size)
 
         self.size, self.encode = size, encode
-        to_zip = output.lower().endswith(".zip")
-        self.sink = _ZipWriter(output) if to_zip else _FolderWriter(output)
+        self.output, self.count = output, count
+        self.to_zip = output.lower().endswith(".zip")
+        self.sink = _ZipWriter(output) if self.to_zip else _FolderWriter(output)
+        self.jpeg_bytes = self.jpegs = 0
+        self.closed = False
         # Live bar on a terminal; one summary line in logs.
         bar = (1 if sys.stdout.isatty() else 2) if verbose else 0
         self.progress = keras.utils.Progbar(count, unit_name="image", verbose=bar)
@@ -461,13 +471,27 @@ class _JpegWriter:
             resized = tf.image.resize(images, [self.size, self.size], method="bilinear",
                                       antialias=True)
             images = tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
-        for name, jpeg in zip(names, self.encode(images).numpy()):
+        jpegs = self.encode(images).numpy()
+        self.jpeg_bytes += sum(len(jpeg) for jpeg in jpegs)
+        self.jpegs += len(jpegs)
+        for name, jpeg in zip(names, jpegs):
             self.sink.write(name, jpeg)
         self.written += len(names)
         self.progress.update(self.written)
 
+    def full_disk(self):
+        """A full disk as DiskFull, sized by the JPEGs so far; a zip's partial file removed (a
+        folder's images are left, beside what else it holds)."""
+        def needed() -> int | None:
+            return int(self.jpeg_bytes / self.jpegs * self.count) if self.jpegs else None
+
+        return disk.writing(self.output, needed, "the images",
+                            cleanup=(lambda: self.close(False)) if self.to_zip else None)
+
     def close(self, ok: bool) -> None:
-        self.sink.close(ok)
+        if not self.closed:
+            self.closed = True
+            self.sink.close(ok)
 
 
 def main(argv: list[str]) -> None:

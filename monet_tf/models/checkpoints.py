@@ -13,6 +13,12 @@ JAX runs write a folder per checkpoint, `checkpoints/ckpt-N/`: each network as a
 export), the optimizer slots, pools and RNG in `state.npz`, and a `COMPLETE` marker written last,
 so a folder cut short by a kill is never taken for a checkpoint.
 
+A checkpoint that cannot be read (a data file cut short or missing, a damaged state.npz or
+.weights.h5) is skipped with a warning naming it and why, and the newest readable one before it
+is restored (`restore_newest`); a run whose checkpoints are all unreadable stops with one line.
+A save that finds the disk full removes what it had written (`ckpt-9_temp/`, a folder without its
+COMPLETE) and raises monet_tf.runtime.disk.DiskFull: the checkpoints before it are untouched.
+
 In a run of several processes, process 0 (the chief) writes, and every process restores from the
 workdir they share. On TensorFlow the others still save, as MultiWorkerMirroredStrategy needs
 every worker to take part, into a scratch folder that is thrown away (TensorFlow's own pattern).
@@ -20,16 +26,21 @@ every worker to take part, into a scratch folder that is thrown away (TensorFlow
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import re
 import tempfile
+import zipfile
+from typing import Callable
 
 import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
+
+from monet_tf.runtime import disk
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -48,8 +59,8 @@ class WorkdirError(RuntimeError):
 
 def check_workdir(workdir: str, process: int = 0) -> None:
     """Fails fast, before any data is read, when the workdir cannot be created or written (each
-    process of a run probes with its own file)."""
-    probe = os.path.join(workdir, f".write_test{process or ''}")
+    process probes with its own file, also beside another run that the workdir lock will stop)."""
+    probe = os.path.join(workdir, f".write_test{process or ''}.{os.getpid()}")
     try:
         tf.io.gfile.makedirs(workdir)
         with tf.io.gfile.GFile(probe, "w") as f:
@@ -110,17 +121,83 @@ def _latest_folder(root: str) -> str | None:
     return folders[-1][1] if folders else None
 
 
-class TensorFlowCheckpoints:
+def checkpoint_bytes(model) -> int:
+    """What a checkpoint of `model` holds: every variable once (networks, optimizers, state)."""
+    variables = {id(v): v for name in model.NETWORKS for v in getattr(model, name).weights}
+    for group in _state_variables(model).values():
+        variables.update((id(v), v) for v in group)
+    return sum(np.asarray(v.numpy()).nbytes for v in variables.values())
+
+
+def _reason(err: BaseException) -> str:
+    """An error reading a checkpoint, in a few words: its type and first line."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+
+
+class _Checkpoints:
+    """What both formats share: the newest readable checkpoint restored, and `latest`, the one
+    the model is at (restored or saved last) once there is one."""
+
+    # What reading a damaged checkpoint raises: TensorFlow's reader (OpError, and IndexError
+    # for a data file cut short), h5py (OSError), numpy's npz (BadZipFile, ValueError, EOFError,
+    # KeyError), a missing file (WorkdirError), a graph that matches nothing (AssertionError).
+    UNREADABLE = (tf.errors.OpError, OSError, IndexError, KeyError, ValueError, EOFError,
+                  zipfile.BadZipFile, AssertionError, WorkdirError)
+    _current: str | None = None
+
+    def candidates(self) -> list[str]:
+        """The checkpoints on disk, newest first."""
+        raise NotImplementedError
+
+    def restore(self, path: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def latest(self) -> str | None:
+        if self._current:
+            return self._current
+        found = self.candidates()
+        return found[0] if found else None
+
+    def restore_newest(self, warn: Callable[[str], None]) -> str | None:
+        """Restores the newest checkpoint that can be read (a damaged one leaves the model half
+        assigned; the next restore assigns every variable). None when there is none; raises
+        WorkdirError when none can be read."""
+        skipped = []
+        for path in self.candidates():
+            try:
+                self.restore(path)
+            except self.UNREADABLE as err:
+                skipped.append((path, _reason(err)))
+                continue
+            for bad, why in skipped:
+                warn(f"checkpoint {bad} cannot be read ({why}): skipped; resuming from {path}, "
+                     "the newest one that can")
+            self._current = path
+            return path
+        if skipped:
+            raise WorkdirError(
+                f"no checkpoint in {os.path.dirname(skipped[0][0])} can be read: "
+                f"{'; '.join(f'{bad} ({why})' for bad, why in skipped)}. Restore them from a "
+                "copy, or move that folder away to start the run afresh")
+        return None
+
+
+class TensorFlowCheckpoints(_Checkpoints):
     """tf.train.Checkpoint + CheckpointManager behind the interface train() uses."""
 
     def __init__(self, model, workdir: str, keep: int, chief: bool = True):
+        self.model = model
         self.checkpoint = training_checkpoint(model)
         self.manager = checkpoint_manager(self.checkpoint, workdir, keep)
         self.chief = chief
 
-    @property
-    def latest(self) -> str | None:
-        return self.manager.latest_checkpoint
+    def candidates(self) -> list[str]:
+        listed = list(reversed(self.manager.checkpoints))
+        latest = self.manager.latest_checkpoint
+        return listed if not latest or latest in listed else [latest, *listed]
 
     def restore(self, path: str) -> None:
         if is_folder_checkpoint(path):
@@ -130,11 +207,28 @@ class TensorFlowCheckpoints:
     def save(self, step: int) -> str:
         """The checkpoint's path (process 0's, on the other processes)."""
         if self.chief:
-            return self.manager.save(checkpoint_number=step)
+            prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
+            known = prefix in self.manager.checkpoints
+
+            def remove_partial() -> None:
+                # TensorFlow writes ckpt-N_temp/, then ckpt-N.*, then the `checkpoint` index
+                # (through checkpoint.tmp*): none of them is a checkpoint until that last step.
+                leftovers = glob.glob(f"{prefix}_temp*") + glob.glob(os.path.join(
+                    self.manager.directory, "checkpoint.tmp*"))
+                leftovers += [] if known else glob.glob(f"{prefix}.*")
+                for leftover in leftovers:
+                    (tf.io.gfile.rmtree if os.path.isdir(leftover) else tf.io.gfile.remove)(
+                        leftover)
+
+            with disk.writing(prefix, lambda: checkpoint_bytes(self.model), "the checkpoint",
+                              cleanup=remove_partial):
+                self._current = self.manager.save(checkpoint_number=step)
+            return self._current
         with tempfile.TemporaryDirectory(prefix="monet_tf_checkpoint_") as scratch:
             tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
                 checkpoint_number=step)
-        return os.path.join(self.manager.directory, f"ckpt-{step}")
+        self._current = os.path.join(self.manager.directory, f"ckpt-{step}")
+        return self._current
 
 
 def _write_weights(network: keras.Model, path: str) -> None:
@@ -162,7 +256,7 @@ def _state_variables(model) -> dict[str, list]:
     return groups
 
 
-class FolderCheckpoints:
+class FolderCheckpoints(_Checkpoints):
     """JAX runs' checkpoints: one folder per step (see the module docstring)."""
 
     def __init__(self, model, workdir: str, keep: int, chief: bool = True):
@@ -171,9 +265,8 @@ class FolderCheckpoints:
         self.keep = keep
         self.chief = chief
 
-    @property
-    def latest(self) -> str | None:
-        return _latest_folder(self.root)
+    def candidates(self) -> list[str]:
+        return [path for _, path in reversed(_folders(self.root))]
 
     def restore(self, path: str) -> None:
         if not is_folder_checkpoint(path):
@@ -198,34 +291,47 @@ class FolderCheckpoints:
     def save(self, step: int) -> str:
         """Writes on process 0 (every process holds the same values); returns the path."""
         if not self.chief:
-            return os.path.join(self.root, f"ckpt-{step}")
+            self._current = os.path.join(self.root, f"ckpt-{step}")
+            return self._current
         arrays = {}
         for group, variables in _state_variables(self.model).items():
             arrays[f"{group}/names"] = np.array([v.path for v in variables])
             for i, variable in enumerate(variables):
                 arrays[f"{group}/{i}"] = np.asarray(variable.numpy())
         path = _write_folder(self.model, os.path.join(self.root, f"ckpt-{step}"),
-                             self.model.NETWORKS,
-                             marker=str(step), state=arrays)
+                             self.model.NETWORKS, marker=str(step), state=arrays,
+                             what="the checkpoint")
         for _, old in _folders(self.root)[: -self.keep]:
             tf.io.gfile.rmtree(old)
+        self._current = path
         return path
 
 
-def _write_folder(model, path: str, networks, marker: str, state: dict | None = None) -> str:
-    """A checkpoint folder: each named network's .weights.h5, then state.npz, then COMPLETE."""
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-    tf.io.gfile.makedirs(path)
-    for name in networks:
-        _write_weights(getattr(model, name), os.path.join(path, f"{name}.weights.h5"))
-    if state is not None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **state)
-        with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "wb") as f:
-            f.write(buffer.getvalue())
-    with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
-        f.write(f"{marker}\n")
+def _write_folder(model, path: str, networks, marker: str, state: dict | None = None,
+                  what: str = "the generators") -> str:
+    """A checkpoint folder: each named network's .weights.h5, then state.npz, then COMPLETE.
+    On a full disk the folder is removed (DiskFull)."""
+    def needed() -> int:
+        return sum(np.asarray(v.numpy()).nbytes for name in networks
+                   for v in getattr(model, name).weights) + sum(
+                       a.nbytes for a in (state or {}).values())
+
+    def remove_partial() -> None:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+
+    remove_partial()
+    with disk.writing(path, needed, what, cleanup=remove_partial):
+        tf.io.gfile.makedirs(path)
+        for name in networks:
+            _write_weights(getattr(model, name), os.path.join(path, f"{name}.weights.h5"))
+        if state is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, **state)
+            with tf.io.gfile.GFile(os.path.join(path, "state.npz"), "wb") as f:
+                f.write(buffer.getvalue())
+        with tf.io.gfile.GFile(os.path.join(path, COMPLETE), "w") as f:
+            f.write(f"{marker}\n")
     return path
 
 
@@ -244,9 +350,12 @@ def save_generators(model, path: str) -> str:
 def save_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
     path = os.path.join(workdir, CONFIG_FILE)
     tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    text = cfg.to_json_best_effort(indent=2, sort_keys=True)
+    with disk.writing(path, len(text), "the run's config",
+                      cleanup=lambda: tf.io.gfile.exists(tmp) and tf.io.gfile.remove(tmp)):
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(text)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

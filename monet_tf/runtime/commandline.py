@@ -6,7 +6,8 @@
 - `define_config(...)`: the `--config` flag, whose file and `--config.X=V` overrides
   ml_collections reads as the flag is defined; a missing file, an unknown field or a value of the
   wrong type is one line.
-- `run(main)`: absl's app.run, whose flag errors are one line too.
+- `run(main)`: absl's app.run, whose flag errors are one line too, and so is a full disk
+  (monet_tf.runtime.disk) at any write of the tool.
 
 A user's mistake is `error: <flag>: what is wrong; what to do` on stderr and exit code 2, never a
 traceback. Imports nothing heavy.
@@ -122,7 +123,18 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
     """absl's app.run with parse_flags (argv: the program's name and flags; sys.argv's by
-    default)."""
+    default); a full disk ends the tool with its one line."""
     from absl import app
 
-    app.run(main, argv=argv, flags_parser=parse_flags)
+    def main_or_disk_full(args: list[str]) -> None:
+        try:
+            main(args)
+        except Exception as err:
+            from monet_tf.runtime.disk import disk_full
+
+            full = disk_full(err)
+            if full is None:
+                raise
+            fail(str(full))
+
+    app.run(main_or_disk_full, argv=argv, flags_parser=parse_flags)

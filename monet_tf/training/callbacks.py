@@ -9,6 +9,7 @@ state is known to be whole.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import signal
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from monet_tf.models.dcgan import fixed_noise  # noqa: E402
+from monet_tf.runtime import disk  # noqa: E402
 
 
 class EpochProgbar(keras.callbacks.ProgbarLogger):
@@ -306,12 +308,10 @@ class SampleGrid(keras.callbacks.Callback):
             return
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:04d}.png")
         fig = sample_grid(self.model, self.photos, self.monets, f"epoch {epoch + 1}")
-        with tf.io.gfile.GFile(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
+        png = _png(fig)
+        disk.write_bytes(path, png, "the sample grid")
         if self.writer is not None:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                image = tf.io.decode_png(f.read(), channels=3)
+            image = tf.io.decode_png(png, channels=3)
             with self.writer.as_default():
                 tf.summary.image("samples", image[None], step=epoch + 1)
             self.writer.flush()
@@ -414,11 +414,16 @@ def plot_loss_curves(csv_path: str, out_path: str) -> None:
     with tf.io.gfile.GFile(csv_path) as f:
         rows = list(csv.DictReader(f))
     fig = loss_curves_figure(rows)
-    if fig is None:
-        return
-    with tf.io.gfile.GFile(out_path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    if fig is not None:
+        disk.write_bytes(out_path, _png(fig), "the loss curves")
+
+
+def _png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes, closed: written in one piece, the size a write needs is known."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    return buffer.getvalue()
 
 
 class LossCurves(keras.callbacks.Callback):

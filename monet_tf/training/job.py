@@ -24,10 +24,12 @@ import ml_collections
 import tensorflow as tf
 
 from monet_tf.training import callbacks as cb
+from monet_tf.training import workdir_lock
 from monet_tf.models import checkpoints as ckpt
 from monet_tf import data
 from monet_tf.inference import submission
 from monet_tf.config_check import ConfigError, check, check_global_batch, parse_duration
+from monet_tf.runtime import disk
 from monet_tf.runtime.console import warn
 from monet_tf.inference.export import export_generators
 from monet_tf.scoring.inception import InceptionWeightsError, resolve_weights
@@ -177,22 +179,29 @@ def train(cfg: ml_collections.ConfigDict, workdir: str,
     runtime: where to train (monet_tf.runtime.devices.make_runtime); a tf.distribute strategy
     also works on TensorFlow; None: the current strategy / JAX's first device.
     Raises TrainingStopped after SIGINT/SIGTERM (a checkpoint was saved), TrainingDiverged on a
-    non-finite loss (nothing saved), and ConfigError / DataError / WorkdirError on bad input
-    before training.
+    non-finite loss (nothing saved), ConfigError / DataError / WorkdirError on bad input
+    before training (WorkdirInUse: another run holds the workdir; or none of its checkpoints
+    can be read), and DiskFull when a write finds no space (nothing partial left).
     """
     started = time.monotonic()
     runtime = _as_runtime(runtime)
-    run = resolve(cfg, workdir, runtime, started)
-    model, manager = restore(run, runtime)
-    done, history, stopped_by_budget = fit(run, runtime, model, manager, verbose,
-                                           extra_callbacks)
-    export_dir = export(run, runtime, model)
-    if run.submission_path:
-        _write_submission(model, run.cfg, runtime, run.sources, workdir, run.submission_path,
-                          started)
+    ckpt.check_workdir(workdir, runtime.process_index)
+    with workdir_lock.hold(workdir, runtime), disk.writing(workdir, then=RERUN_WITH_SPACE):
+        run = resolve(cfg, workdir, runtime, started)
+        model, manager = restore(run, runtime)
+        done, history, stopped_by_budget = fit(run, runtime, model, manager, verbose,
+                                               extra_callbacks)
+        export_dir = export(run, runtime, model)
+        if run.submission_path:
+            _write_submission(model, run.cfg, runtime, run.sources, workdir,
+                              run.submission_path, started)
     return TrainResult(workdir, done, export_dir, history, steps_done=global_step(model),
                        epochs_planned=run.total_epochs, stopped_by_budget=stopped_by_budget,
                        model=model)
+
+
+RERUN_WITH_SPACE = ("The checkpoints before it are intact: free some space, then rerun the same "
+                    "command to continue from the last one")
 
 
 def _as_runtime(runtime) -> Runtime:
@@ -207,7 +216,6 @@ def resolve(cfg: ml_collections.ConfigDict, workdir: str, runtime: Runtime,
     the Inception weights, the submission's output, the data (every record decoded once); then
     precision and XLA on this runtime and the resolved config that config.json records."""
     check(cfg, runtime.backend)
-    ckpt.check_workdir(workdir, runtime.process_index)
     budget = parse_duration(cfg.train.time_budget)
     submission_path = submission.resolve_path(cfg.submission.path)
     # A DCGAN trains on the paintings alone: an epoch is a pass over them, and no photo is
@@ -288,13 +296,12 @@ def restore(run: Run, runtime: Runtime):
                             jit_compile=cfg.runtime.jit_compile, replicas=runtime.replicas)
     manager = ckpt.training_checkpoints(model, run.workdir, cfg.train.keep_checkpoints,
                                         chief=runtime.chief)
-    if manager.latest:
-        manager.restore(manager.latest)
+    restored = manager.restore_newest(warn if runtime.chief else lambda message: None)
     step = global_step(model)
-    _same_checkpoint_everywhere(runtime, manager.latest, step, run.workdir)
+    _same_checkpoint_everywhere(runtime, restored, step, run.workdir)
     start_epoch, offset = divmod(step, run.steps)
     if step:
-        print(f"Resuming from {manager.latest}: epoch {start_epoch + 1}, "
+        print(f"Resuming from {restored}: epoch {start_epoch + 1}, "
               f"step {offset} of {run.steps}.", flush=True)
     if runtime.chief:
         ckpt.save_config(cfg, run.workdir)
@@ -529,7 +536,8 @@ def export_all(model, cfg: ml_collections.ConfigDict, export_dir: str, workdir: 
              f"--checkpoint={weights}", f"--output={export_dir}", "--backend=tensorflow"],
             capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"exporting the generators failed:\n{result.stderr[-3000:]}")
+        raise disk.reported_by(result.stderr, export_dir) or RuntimeError(
+            f"exporting the generators failed:\n{result.stderr[-3000:]}")
     return export_dir
 
 
