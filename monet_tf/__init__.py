@@ -13,7 +13,8 @@ Folders by role, each importing only those above it in this list:
 
 Beside them: `config.py` (every option, documented once; imports nothing of monet_tf),
 `config_check.py` (one check of a resolved config, reading the models' vocabularies), `kaggle.py`
-(the offline bundle) and `cli.py` (the `monet-tf` command). `predict.py`, `export.py`, `fid.py`
+(the offline bundle), `cli.py` (the `monet-tf` command) and `notebook.py` (what notebooks/ call:
+training streamed into a cell, a run's outputs shown inline). `predict.py`, `export.py`, `fid.py`
 and `tpu_compile.py` keep `python -m monet_tf.<name>` working under the names it had.
 """
 
