@@ -40,13 +40,18 @@ Flags:
                      the line "ratio KIND/cyclegan R in pairs/s". `result` then holds "sides"
                      ({kind: pairs_per_s, rates, ms_per_step, first_call_s, flops, loss,
                      params}) and "ratio"; its other fields are CycleGAN's.
+  --set FIELD=VALUE  a config override of the step (repeatable), e.g. model.upsample=subpixel
+  --against FIELD=VALUE   time a second step with these overrides as well, alternately as
+                     with --model (labels "as-set" and the overrides): the before/after of an
+                     option in one run, e.g. --against model.instance_norm=one_pass
   --serve            worker mode, below
 
 Reported: first call (trace + XLA compile + one step, s), pairs/s per round and the median,
 ms/step, GFLOP/step, GFLOP/s and % of peak. GFLOP/step is XLA's own count of the compiled step
 (`jit(...).lower(...).compile().cost_analysis()["flops"]`, summed over devices: every op of the
 optimized program, convolutions dominating; ~6 % above the conv-only count of bench/train_step.py's
-TensorFlow side for its config (a)). Peak: a large 3x3 SAME convolution
+TensorFlow side for its config (a)); on GPUs, whose cost analysis leaves out cuDNN's
+convolutions, the same rule applied to the optimized program by monet_tf.training.hlo_costs. Peak: a large 3x3 SAME convolution
 (N x 128 x 128 x 256 -> 256, N = 1 on CPU, 32 on an accelerator, in the step's compute dtype)
 is timed on the first device in the same run; % of peak is of the nominal dense bf16/fp16 peak
 for known accelerators (H100/H200 SXM 989 TFLOP/s, H100 PCIe 756, A100 312, L4 121, T4 65 fp16,
@@ -77,8 +82,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_REPO, "monet_tf")) and _REPO not in sys.path:
     sys.path.append(_REPO)  # Run from a checkout; an installed monet_tf comes first.
 
-from monet_tf.training.tpu_compile import (jitted_train_step,  # noqa: E402  (no TensorFlow)
-                                           xla_flops)
+from monet_tf.training import hlo_costs  # noqa: E402  (no TensorFlow)
+from monet_tf.training.tpu_compile import jitted_train_step, xla_flops  # noqa: E402
 
 # Nominal dense peak per JAX device: (regex on device_kind, lower case; FLOP/s; what it is).
 NOMINAL_PEAKS = (
@@ -110,11 +115,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="cyclegan", choices=MODELS,
                    help="cut / fastcut: time that kind against CycleGAN (same networks)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="config override (repeatable), e.g. model.instance_norm=one_pass")
+    p.add_argument("--against", action="append", default=[], metavar="FIELD=VALUE",
+                   help="time a second step with these overrides too, alternately (repeatable)")
     p.add_argument("--serve", action="store_true", help="worker mode (JSON on stdin/stdout)")
     p.add_argument("--verbosity", type=int, default=-1, help="0: XLA's native INFO lines too")
     args = p.parse_args(argv)
     if args.batch < 1 or args.devices < 0 or args.rounds < 1 or args.steps < 0:
         p.error("--batch and --rounds must be >= 1, --devices and --steps >= 0")
+    if args.against and args.model != "cyclegan":
+        p.error("--against compares one family with itself; leave --model out")
+    from monet_tf.config import apply_overrides, base_config
+
+    try:
+        apply_overrides(base_config(), args.set + args.against)
+    except ValueError as err:
+        p.error(f"--set/--against {err}")
     return args
 
 
@@ -173,9 +190,13 @@ def conv_peak(device, dtype: str) -> tuple[float, str]:
     return flops / statistics.median(times), f"{n}x128x128x256->256 3x3 {dtype}"
 
 
-def _flops(compiled, devices: int) -> float | None:
-    """XLA's count of the whole step: one SPMD partition's (xla_flops) x devices."""
-    flops = xla_flops(compiled)
+def _flops(compiled, devices: int, platform: str) -> float | None:
+    """XLA's count of the whole step: one SPMD partition's x devices. XLA:GPU's cost analysis
+    leaves out the convolutions it hands to cuDNN (custom calls), so on GPUs the count is
+    monet_tf.training.hlo_costs' over the optimized program (XLA's own rule, cuDNN included;
+    equal to XLA's count on CPU and TPU)."""
+    flops = (sum(op.flops for op in hlo_costs.program_ops(compiled.as_text()))
+             if platform == "gpu" else xla_flops(compiled))
     return None if flops is None else flops * devices
 
 
@@ -186,7 +207,8 @@ class Bench:
     devices, policy, distribution, batch and measured conv peak this one shares (to time two
     families on the same footing in one process)."""
 
-    def __init__(self, args, kind: str = "cyclegan", like: "Bench | None" = None):
+    def __init__(self, args, kind: str = "cyclegan", like: "Bench | None" = None,
+                 overrides=()):
         import jax
         import keras
         import numpy as np
@@ -243,6 +265,7 @@ class Bench:
         if blocks and int(blocks.group(1)) < 5:  # PatchNCE's deepest layer, in a shallower ResNet.
             cfg.loss.nce_layers = cfg.loss.nce_layers.replace("block_5", f"block_{blocks.group(1)}")
         cfg.seed = args.seed
+        config_lib.apply_overrides(cfg, overrides)
         self.ndf = cfg.model.ndf
         keras.utils.set_random_seed(cfg.seed)
         keras.config.set_dtype_policy(self.policy)
@@ -264,14 +287,15 @@ class Bench:
         # the call below then reuses the executable) + one step.
         start = time.perf_counter()
         jitted = jitted_train_step(model)
-        self.flops = None
+        compiled = None
         if jitted is not None:
-            self.flops = _flops(jitted.lower(self.state, batch).compile(), len(devices))
+            compiled = jitted.lower(self.state, batch).compile()
         self.loss = self.run_steps(1)
         self.first_call_s = time.perf_counter() - start
-        if jitted is None:
-            self.flops = _flops(jax.jit(model.train_step).lower(self.state, batch).compile(),
-                                len(devices))
+        if compiled is None:
+            compiled = jax.jit(model.train_step).lower(self.state, batch).compile()
+        self.flops = _flops(compiled, len(devices), self.platform)
+        self.hlo_text = compiled.as_text()  # The optimized step, for bench/profile_step.py.
 
     def run_steps(self, steps: int) -> float:
         import jax
@@ -311,11 +335,16 @@ class Bench:
 
 
 def build_benches(args) -> dict:
-    """{kind: Bench}: CycleGAN, and with --model=cut|fastcut that kind beside it (built alike,
-    sharing the devices, batch and peak)."""
-    benches = {"cyclegan": Bench(args, "cyclegan")}
+    """{label: Bench}: CycleGAN, and with --model=cut|fastcut that kind beside it, or with
+    --against the same family with those overrides (built alike, sharing the devices, batch
+    and peak). The first is the one the others are compared with."""
+    if args.against:
+        base = Bench(args, overrides=args.set)
+        return {"as-set": base,
+                ",".join(args.against): Bench(args, like=base, overrides=args.set + args.against)}
+    benches = {"cyclegan": Bench(args, "cyclegan", overrides=args.set)}
     if args.model != "cyclegan":
-        benches[args.model] = Bench(args, args.model, like=benches["cyclegan"])
+        benches[args.model] = Bench(args, args.model, like=benches["cyclegan"], overrides=args.set)
     return benches
 
 
@@ -325,12 +354,13 @@ def side_info(bench) -> dict:
 
 
 def serve(args, out) -> None:
-    """With --model=cut|fastcut the ready line also has "sides" ({kind: first_call_s, flops,
-    loss, params}) and "run N KIND" runs that model ("run N": CycleGAN's)."""
+    """With --model=cut|fastcut (or --against) the ready line also has "sides" ({label:
+    first_call_s, flops, loss, params}) and "run N LABEL" runs that one ("run N": the first)."""
     benches = build_benches(args)
-    ready = {"ready": True, **benches["cyclegan"].describe()}
-    if args.model != "cyclegan":
-        ready["sides"] = {kind: side_info(bench) for kind, bench in benches.items()}
+    base = next(iter(benches))
+    ready = {"ready": True, **benches[base].describe()}
+    if len(benches) > 1:
+        ready["sides"] = {label: side_info(bench) for label, bench in benches.items()}
     out.write(json.dumps(ready) + "\n")
     out.flush()
     for line in sys.stdin:
@@ -341,7 +371,7 @@ def serve(args, out) -> None:
             break
         if (words[0] == "run" and len(words) in (2, 3) and words[1].isdigit()
                 and (len(words) == 2 or words[2] in benches)):
-            bench = benches[words[2] if len(words) == 3 else "cyclegan"]
+            bench = benches[words[2] if len(words) == 3 else base]
             seconds, loss = bench.timed(int(words[1]))
             reply = {"steps": int(words[1]), "seconds": seconds, "loss": loss}
         else:
@@ -352,58 +382,62 @@ def serve(args, out) -> None:
 
 
 def compare_models(args) -> None:
-    """--model=cut|fastcut: CycleGAN and that kind, timed alternately in this process."""
+    """--model=cut|fastcut: CycleGAN and that kind; --against: the step as set and with those
+    overrides; timed alternately in this process (the order reverses every round)."""
     benches = build_benches(args)
-    first = benches["cyclegan"]
+    base, other = list(benches)
+    first = benches[base]
     d = first.describe()
     print(f"JAX {d['jax']}, Keras {d['keras']}: {d['devices']} x {d['device_kind']} "
           f"({d['platform']}); policy {d['policy']}; {args.image_size} px, {args.generator}, "
-          f"ngf {args.ngf}, ndf {d['ndf']}, batch {args.batch}/device = {d['global_batch']}: "
-          f"{args.model} vs cyclegan")
-    for kind, bench in benches.items():
-        print(f"{kind}: first call (trace + compile + 1 step) {bench.first_call_s:.1f} s, "
+          f"ngf {args.ngf}, ndf {d['ndf']}, batch {args.batch}/device = {d['global_batch']}"
+          + (f"; {', '.join(args.set)}" if args.set else "") + f": {other} vs {base}")
+    for label, bench in benches.items():
+        print(f"{label}: first call (trace + compile + 1 step) {bench.first_call_s:.1f} s, "
               f"gen_total_loss {bench.loss:.4f}", flush=True)
-    probe = {kind: bench.timed(1)[0] for kind, bench in benches.items()}
+    probe = {label: bench.timed(1)[0] for label, bench in benches.items()}
     steps = args.steps or max(1, round(args.block_seconds / max(probe.values())))
     print(f"{args.rounds} rounds x {steps} steps per model", flush=True)
-    rates = {kind: [] for kind in benches}
+    rates = {label: [] for label in benches}
     for r in range(args.rounds):
-        for kind in (list(benches) if r % 2 == 0 else list(benches)[::-1]):
-            seconds, _ = benches[kind].timed(steps)
-            rates[kind].append(first.global_batch * steps / seconds)
-        print(f"  round {r + 1}: " + ", ".join(f"{kind} {rates[kind][-1]:.3f}"
-                                               for kind in benches) + " pairs/s", flush=True)
-    rate = {kind: statistics.median(r) for kind, r in rates.items()}
+        for label in (list(benches) if r % 2 == 0 else list(benches)[::-1]):
+            seconds, _ = benches[label].timed(steps)
+            rates[label].append(first.global_batch * steps / seconds)
+        print(f"  round {r + 1}: " + ", ".join(f"{label} {rates[label][-1]:.3f}"
+                                               for label in benches) + " pairs/s", flush=True)
+    rate = {label: statistics.median(r) for label, r in rates.items()}
     peak, peak_what = first.peak()
-    print(f"{'':9} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
-          f"{'GFLOP/s':>8} {'% peak':>6} {'params':>11} {'vs cyclegan':>11}")
+    width = max(9, *map(len, benches))
+    print(f"{'':{width}} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'% peak':>6} {'params':>11} {'vs ' + base:>11}")
     sides = {}
-    for kind, bench in benches.items():
-        step_s = first.global_batch / rate[kind]
+    for label, bench in benches.items():
+        step_s = first.global_batch / rate[label]
         gflops = (bench.flops or float("nan")) / 1e9
-        print(f"{kind:9} {step_s * 1e3:9.1f} {rate[kind]:8.3f} {bench.first_call_s:8.1f} "
+        print(f"{label:{width}} {step_s * 1e3:9.1f} {rate[label]:8.3f} {bench.first_call_s:8.1f} "
               f"{gflops:10.1f} {gflops / step_s:8.1f} {100 * gflops / step_s / (peak / 1e9):6.1f} "
-              f"{sum(bench.params.values()):11,d} {rate[kind] / rate['cyclegan']:11.2f}")
-        sides[kind] = {**side_info(bench), "pairs_per_s": rate[kind], "rates": rates[kind],
-                       "ms_per_step": step_s * 1e3}
-    for kind, bench in benches.items():
-        print(f"{kind} params: " + " + ".join(f"{net} {n:,d}" for net, n in bench.params.items()))
+              f"{sum(bench.params.values()):11,d} {rate[label] / rate[base]:11.2f}")
+        sides[label] = {**side_info(bench), "pairs_per_s": rate[label], "rates": rates[label],
+                        "ms_per_step": step_s * 1e3}
+    for label, bench in benches.items():
+        print(f"{label} params: " + " + ".join(f"{net} {n:,d}" for net, n in bench.params.items()))
     print(f"ms/step: median over the rounds; pairs/s: global batch {first.global_batch} / "
           f"ms/step; GFLOP/step: XLA cost analysis of the compiled step (all devices); % peak of "
           f"{peak / 1e9:.0f} GFLOP/s ({peak_what})")
-    ratio = rate[args.model] / rate["cyclegan"]
-    flops = {kind: bench.flops or float("nan") for kind, bench in benches.items()}
-    print(f"ratio {args.model}/cyclegan {ratio:.2f} in pairs/s (GFLOP/step cyclegan/"
-          f"{args.model} {flops['cyclegan'] / flops[args.model]:.2f})")
-    print("result " + json.dumps({**d, "model": args.model, "sides": sides, "ratio": ratio,
-                                  "steps": steps, "peak_flops": peak}))
+    ratio = rate[other] / rate[base]
+    flops = {label: bench.flops or float("nan") for label, bench in benches.items()}
+    print(f"ratio {other}/{base} {ratio:.2f} in pairs/s (GFLOP/step {base}/"
+          f"{other} {flops[base] / flops[other]:.2f})")
+    print("result " + json.dumps({**d, "model": args.model, "against": args.against,
+                                  "sides": sides, "ratio": ratio, "steps": steps,
+                                  "peak_flops": peak}))
 
 
 def standalone(args) -> None:
-    if args.model != "cyclegan":
+    if args.model != "cyclegan" or args.against:
         compare_models(args)
         return
-    bench = Bench(args)
+    bench = Bench(args, overrides=args.set)
     d = bench.describe()
     print(f"JAX {d['jax']}, Keras {d['keras']}: {d['devices']} x {d['device_kind']} "
           f"({d['platform']}); policy {d['policy']}; {args.image_size} px, {args.generator}, "

@@ -89,6 +89,13 @@ KIND/cyclegan R in pairs/s" beside the inverse GFLOP/step ratio. With --backend=
 run on Keras' JAX backend in one bench/step_jax.py --model=KIND worker (GFLOP/step: XLA's cost
 analysis), TensorFlow timing nothing. The last line is `ratio X.XX`: the smallest KIND/cyclegan
 pairs/s ratio over the configs (the issue expects >= 1.6 for FastCUT at 256 px).
+
+--against=FIELD=VALUE (repeatable): the same two-sided run, the sides being the CycleGAN step "as
+set" and the same step with these config overrides (e.g. model.instance_norm=one_pass,
+model.reflect_padding=gather, model.upsample=subpixel): an option's before and after, side by
+side in one run, on TensorFlow or (--backend=jax) in one bench/step_jax.py --against worker.
+    python bench/train_step.py --quick --against=model.instance_norm=one_pass
+    python bench/train_step.py --quick --backend=jax --against=model.instance_norm=one_pass
 """
 
 from __future__ import annotations
@@ -146,6 +153,9 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
 flags.DEFINE_integer("image_size", 0, "Override every config's image size (0: keep).")
 flags.DEFINE_string("generator", "", "Override every config's generator (empty: keep).")
 flags.DEFINE_integer("ngf", 0, "Override every config's ngf (0: keep).")
+flags.DEFINE_multi_string("against", [], "FIELD=VALUE (repeatable): time the CycleGAN step as it "
+                          "is against the same step with these overrides, alternately, on the "
+                          "chosen backend (e.g. model.instance_norm=one_pass).")
 FLAGS = flags.FLAGS
 
 
@@ -423,7 +433,7 @@ class JaxWorker:
     """bench/step_jax.py --serve in its own process (Keras' JAX backend, no TensorFlow)."""
 
     def __init__(self, size: int, generator: str, ngf: int, platform: str,
-                 model: str = "cyclegan"):
+                 model: str = "cyclegan", against=()):
         cmd = [sys.executable, WORKER, "--serve", "--image_size", str(size), "--generator",
                generator, "--ngf", str(ngf), "--batch", str(BATCH), "--precision",
                FLAGS.precision, "--seed", str(FLAGS.seed), "--devices", "1"]
@@ -431,6 +441,8 @@ class JaxWorker:
             cmd += ["--platform", platform]
         if model != "cyclegan":  # The worker builds CycleGAN and this kind (info["sides"]).
             cmd += ["--model", model]
+        for item in against:  # ... or the step as it is and with these (info["sides"]).
+            cmd += ["--against", item]
         env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Share a GPU with TensorFlow.
@@ -568,31 +580,41 @@ def time_rounds(sides: dict) -> tuple[int, dict]:
 
 def report_models(name: str, steps: int, times: dict, first: dict, flops: dict, params: dict,
                   flops_what: str) -> float:
-    """The per-model table and the CUT/CycleGAN pairs/s ratio of one config."""
-    kind = FLAGS.model
+    """The per-side table and the pairs/s ratio of the second side over the first (CUT over
+    CycleGAN, or the overrides of --against over the step as it is) of one config."""
+    base, kind = list(times)
     rate = {side: BATCH * steps / statistics.median(times[side]) for side in times}
-    print(f"  {'':9} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
-          f"{'GFLOP/s':>8} {'params':>11} {'vs cyclegan':>11}")
+    width = max(9, *map(len, times))
+    print(f"  {'':{width}} {'ms/step':>9} {'pairs/s':>8} {'first s':>8} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'params':>11} {'vs ' + base:>11}")
     for side in times:
         step_s = BATCH / rate[side]
         gflops = flops[side] / 1e9
-        print(f"  {side:9} {step_s * 1e3:9.1f} {rate[side]:8.3f} {first[side]:8.1f} "
+        print(f"  {side:{width}} {step_s * 1e3:9.1f} {rate[side]:8.3f} {first[side]:8.1f} "
               f"{gflops:10.1f} {gflops / step_s:8.1f} {sum(params[side].values()):11,d} "
-              f"{rate[side] / rate['cyclegan']:11.2f}")
+              f"{rate[side] / rate[base]:11.2f}")
     for side in times:
         print(f"  {side} params: " + " + ".join(f"{net} {n:,d}" for net, n in params[side].items()))
     print(f"  ms/step: median over the rounds; pairs/s: global batch {BATCH} / ms/step; first s: "
           f"trace + compile + 1 step; GFLOP/step: {flops_what}")
-    ratio = rate[kind] / rate["cyclegan"]
-    print(f"  config ({name}) ratio {kind}/cyclegan {ratio:.2f} in pairs/s (GFLOP/step "
-          f"cyclegan/{kind} {flops['cyclegan'] / flops[kind]:.2f})", flush=True)
+    ratio = rate[kind] / rate[base]
+    print(f"  config ({name}) ratio {kind}/{base} {ratio:.2f} in pairs/s (GFLOP/step "
+          f"{base}/{kind} {flops[base] / flops[kind]:.2f})", flush=True)
     return ratio
 
 
 def models_header(name: str, size: int, generator: str, ngf: int) -> None:
     ndf = config_lib.base_config().model.ndf
     print(f"\n== config ({name}): {size} px, {generator}, ngf {ngf}, ndf {ndf}, batch {BATCH}: "
-          f"{FLAGS.model} vs cyclegan", flush=True)
+          f"{_compared()} vs {_base()}", flush=True)
+
+
+def _base() -> str:
+    return "as-set" if FLAGS.against else "cyclegan"
+
+
+def _compared() -> str:
+    return ",".join(FLAGS.against) if FLAGS.against else FLAGS.model
 
 
 def bench_models(name: str, policy: str) -> float:
@@ -602,9 +624,12 @@ def bench_models(name: str, policy: str) -> float:
     models_header(name, size, generator, ngf)
     photo, monet = fixed_batch(size)
     runs, flops, params = {}, {}, {}
-    for kind in ("cyclegan", FLAGS.model):
+    for kind in (_base(), _compared()):
         cfg = project_config(size, generator, ngf)
-        cfg.model.kind = kind
+        if FLAGS.against:
+            config_lib.apply_overrides(cfg, FLAGS.against if kind != _base() else ())
+        else:
+            cfg.model.kind = kind
         model, runs[kind], graph = build_ours(cfg, photo, monet, policy)
         conv, nested = conv_flops(graph)
         if nested:
@@ -629,7 +654,7 @@ def bench_models_jax(name: str) -> float:
     size, generator, ngf = config_shape(name)
     models_header(name, size, generator, ngf)
     platform = "" if tf.config.list_physical_devices("GPU") else "cpu"
-    worker = JaxWorker(size, generator, ngf, platform, model=FLAGS.model)
+    worker = JaxWorker(size, generator, ngf, platform, model=FLAGS.model, against=FLAGS.against)
     try:
         info = worker.info
         sides = info["sides"]
@@ -674,13 +699,19 @@ def main(argv: list[str]) -> None:
           + f", jit_compile 'auto' -> {use_xla('auto', strategy)}; configs {', '.join(shown)}; "
           f"batch {BATCH}; rounds {FLAGS.rounds}, steps "
           f"{FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}"
-          + ("" if FLAGS.model == "cyclegan" else f"; model {FLAGS.model} vs cyclegan"),
-          flush=True)
-    if FLAGS.model != "cyclegan":
+          + ("" if FLAGS.model == "cyclegan" and not FLAGS.against
+             else f"; {_compared()} vs {_base()}"), flush=True)
+    if FLAGS.model != "cyclegan" or FLAGS.against:
+        if FLAGS.against and FLAGS.model != "cyclegan":
+            commandline.fail("--against compares the CycleGAN step with itself; leave --model out")
+        try:
+            config_lib.apply_overrides(config_lib.base_config(), FLAGS.against)
+        except ValueError as err:
+            commandline.fail(f"--against {err}")
         ratios = [bench_models_jax(name) if on_jax else bench_models(name, policies[name])
                   for name in names]
         print(f"\nconfigs {', '.join(f'({n}) {r:.2f}' for n, r in zip(names, ratios))}; the "
-              f"minimum ({FLAGS.model}/cyclegan pairs/s) is the ratio")
+              f"minimum ({_compared()}/{_base()} pairs/s) is the ratio")
         print(f"ratio {min(ratios):.2f}")
         return
     peak, no_xla = conv_rate(jit=True), conv_rate(jit=False)

@@ -228,3 +228,20 @@ def unknown_field_message(field: str, value: Any = None) -> str:
     hint = f"did you mean --config.{near[0]}?" if near else "see monet_tf/config.py for every field"
     shown = f"--config.{field}" if value is None else flag(field, value)
     return f"{shown}: there is no such field; {hint}"
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, items) -> None:
+    """FIELD=VALUE strings (what the benches take as --set / --against) onto cfg, each value
+    read as the field's own type; ValueError naming the item when it does not fit."""
+    for item in items:
+        field, sep, value = item.partition("=")
+        section, _, name = field.partition(".")
+        if not sep or section not in cfg or name not in cfg[section]:
+            raise ValueError(unknown_field_message(field) if sep else
+                             f"{item!r}: expected FIELD=VALUE, e.g. model.upsample=subpixel")
+        current = cfg[section][name]
+        try:
+            cfg[section][name] = (value.lower() in ("1", "true", "yes")
+                                  if isinstance(current, bool) else type(current)(value))
+        except ValueError:
+            raise ValueError(f"{flag(field, value)}: expected a {type(current).__name__}") from None

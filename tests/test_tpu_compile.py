@@ -40,10 +40,11 @@ PROGRAMS = {"cyclegan": {"train_step", "translate", "inception"}, "cut": {"train
             "fastcut": {"train_step"}, "dcgan": {"train_step", "translate"}}
 
 
-def _compile_kind(kind: str) -> dict:
+def _compile_kind(kind: str, hlo_root: pathlib.Path) -> dict:
     programs = ",".join(sorted(PROGRAMS[kind]))
     result = _cli(f"--config={TINY}", f"--config.model.kind={kind}", "--topology=v5e-8",
-                  "--effort=fast", f"--programs={programs}", "--json")
+                  "--effort=fast", f"--programs={programs}", "--json",
+                  f"--hlo_dir={hlo_root / kind}")
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return {r["program"]: r for r in reports}
@@ -58,18 +59,22 @@ def _dry_run_compiling_for_v5e_8(workdir) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def families(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess, pathlib.Path]:
-    """({kind: {program: report}}, the dry run, its workdir): CycleGAN's programs compiled by
-    the dry run's --compile_for (one XLA:TPU compile serves both), the other families by
-    compile-tpu; two processes at a time (one per core)."""
+def families(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess, pathlib.Path,
+                                       pathlib.Path]:
+    """({kind: {program: report}}, the dry run, its workdir, the folder of the other families'
+    optimized programs): CycleGAN's programs compiled by the dry run's --compile_for (one
+    XLA:TPU compile serves both), the other families by compile-tpu --hlo_dir; two processes
+    at a time (one per core)."""
     workdir = tmp_path_factory.mktemp("dry") / "run"
+    hlo_root = tmp_path_factory.mktemp("hlo")
     with ThreadPoolExecutor(2) as pool:
         dry = pool.submit(_dry_run_compiling_for_v5e_8, workdir)
-        others = dict(zip(KINDS[1:], pool.map(_compile_kind, KINDS[1:])))
+        others = dict(zip(KINDS[1:], pool.map(lambda kind: _compile_kind(kind, hlo_root),
+                                              KINDS[1:])))
         dry = dry.result()
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
     saved = json.loads((workdir / "compile_v5e-8.json").read_text())
-    return {"cyclegan": {r["program"]: r for r in saved}, **others}, dry, workdir
+    return {"cyclegan": {r["program"]: r for r in saved}, **others}, dry, workdir, hlo_root
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +117,32 @@ def test_flops_per_pair_follow_the_families_networks(compiled):
     # times over (six generator passes and their backward).
     translate = compiled["cyclegan"]["translate"]["flops_per_item"] * (32 / 256) ** 2
     assert per_pair["cyclegan"] > 6 * translate
+
+
+@needs_libtpu
+def test_the_saved_xla_tpu_program_counts_as_xla_does_and_sits_on_the_roofline(families):
+    """compile-tpu --hlo_dir keeps the optimized program; monet_tf.training.hlo_costs counts
+    its FLOPs as XLA:TPU's cost analysis does, and bench/profile_step.py --hlo places every op
+    on the v5e's roofline."""
+    from monet_tf.training import hlo_costs
+
+    hlo = families[3] / "cut" / "train_step.hlo.txt"
+    ops = hlo_costs.program_ops(hlo.read_text())
+    xla = families[0]["cut"]["train_step"]["flops"]
+    assert abs(sum(op.flops for op in ops) - xla) < 0.01 * xla
+    categories = {op.category for op in ops}
+    assert {"convolution forward", "convolution backward-data",
+            "convolution backward-filter"} <= categories
+    result = _cli("--hlo", str(hlo), "--topology=v5e-8", "--top=5",
+                  script=(str(REPO / "bench" / "profile_step.py"),))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.splitlines()[-1][len("result "):])
+    assert report["mode"] == "roofline" and report["peak_flops"] == 197e12
+    assert report["bandwidth"] == 819e9 and len(report["top"]) == 5
+    assert 0 < report["share_of_peak"] <= 1
+    total = sum(row["ms"] for row in report["categories"].values())
+    assert abs(total - report["roofline_ms"]) < 1e-6 * report["roofline_ms"]
+    assert abs(report["flops"] - xla) < 0.01 * xla
 
 
 def _sections(text: str, plant: str) -> tuple[list[str], int]:
@@ -214,7 +245,7 @@ def test_dry_run_compile_for_plans_from_xla(families):
     """run_train.py --dry_run --compile_for: the full config's programs through XLA:TPU first
     (their figures echoed and saved beside the run), then the dry run, then a plan whose pairs/s
     come from XLA's FLOPs."""
-    compiled, result, workdir = families
+    compiled, result, workdir, _ = families
     out = result.stdout
     steps = re.search(r"^  train_step: compiled in ([\d.]+) s;.* ([\d.]+) GFLOP per pair$", out, re.M)
     assert steps, out[-3000:]

@@ -19,6 +19,7 @@ class Topology:
     hbm_gib: float  # per device
     bf16_tflops: float  # dense peak per device
     options: tuple = ()  # further get_topology_desc keyword arguments, as (name, value) pairs
+    hbm_gbps: float = 0.0  # HBM bandwidth per device, GB/s (a roofline's memory slope)
 
     @property
     def hbm_bytes(self) -> int:
@@ -33,14 +34,15 @@ class Topology:
 _ONE_HOST_ONE_CHIP = (("chips_per_host_bounds", (1, 1, 1)),)
 
 TOPOLOGIES = {t.name: t for t in (
-    Topology("v5e-1", "v5e:1x1", 1, 16, 197, _ONE_HOST_ONE_CHIP),
-    Topology("v5e-8", "v5e:2x4", 8, 16, 197),
-    Topology("v6e-1", "v6e:1x1", 1, 32, 918, _ONE_HOST_ONE_CHIP),
-    Topology("v6e-8", "v6e:2x4", 8, 32, 918),
+    Topology("v5e-1", "v5e:1x1", 1, 16, 197, _ONE_HOST_ONE_CHIP, hbm_gbps=819),
+    Topology("v5e-8", "v5e:2x4", 8, 16, 197, hbm_gbps=819),
+    Topology("v6e-1", "v6e:1x1", 1, 32, 918, _ONE_HOST_ONE_CHIP, hbm_gbps=1640),
+    Topology("v6e-8", "v6e:2x4", 8, 32, 918, hbm_gbps=1640),
     # A v4 chip's two TensorCores are one JAX device (megacore), as on a real v4-8.
-    Topology("v4-8", "v4:2x2x1", 4, 32, 275, (("chip_config_name", "megacore"),)),
-    Topology("v5p-8", "v5p:2x2x1", 4, 95, 459),
-    Topology("v3-8", "v3:2x2", 8, 16, 61.5),  # 4 chips of 2 cores: 32 GiB, 123 TFLOP/s a chip
+    Topology("v4-8", "v4:2x2x1", 4, 32, 275, (("chip_config_name", "megacore"),), hbm_gbps=1200),
+    Topology("v5p-8", "v5p:2x2x1", 4, 95, 459, hbm_gbps=2765),
+    # 4 chips of 2 cores: 32 GiB, 123 TFLOP/s, 900 GB/s a chip.
+    Topology("v3-8", "v3:2x2", 8, 16, 61.5, hbm_gbps=450),
 )}
 
 

@@ -260,8 +260,10 @@ def _first_line_of_xla(err: Exception) -> str:
 
 
 def compile_traced(program: str, topology: tpus.Topology, traced, items_per_chip: int,
-                   effort: str = "default") -> ProgramReport:
-    """Lowers and compiles a traced program for the topology and reads XLA's analyses."""
+                   effort: str = "default", hlo_dir: str | None = None) -> ProgramReport:
+    """Lowers and compiles a traced program for the topology and reads XLA's analyses; with
+    hlo_dir, writes the optimized program there as PROGRAM.hlo.txt (bench/profile_step.py
+    places its ops on the chip's roofline)."""
     if effort not in EFFORTS:
         raise SetupError(f"--effort={effort!r} is not one of {', '.join(EFFORTS)}")
     where = f"{program} for {topology.name}"
@@ -278,6 +280,10 @@ def compile_traced(program: str, topology: tpus.Topology, traced, items_per_chip
     except Exception as err:  # XLA's errors come as JaxRuntimeError / XlaRuntimeError.
         raise CompileError(f"{where} does not compile: {_first_line_of_xla(err)}") from None
     seconds = time.monotonic() - started
+    if hlo_dir:
+        os.makedirs(hlo_dir, exist_ok=True)
+        with open(os.path.join(hlo_dir, f"{program}.hlo.txt"), "w") as f:
+            f.write(compiled.as_text())
     memory = compiled.memory_analysis()
     return ProgramReport(
         program=program, topology=topology.name, compile_seconds=seconds,
@@ -421,7 +427,8 @@ def programs(cfg, topology: tpus.Topology, devices, which=PROGRAMS):
 
 
 def compile_config(cfg, topology_name: str, which=PROGRAMS, effort: str = "default",
-                   on_report=None, hbm_gib: float | None = None) -> list[ProgramReport]:
+                   on_report=None, hbm_gib: float | None = None,
+                   hlo_dir: str | None = None) -> list[ProgramReport]:
     """Compiles the config's programs for the named topology; CompileError when one does not
     compile or does not fit (in hbm_gib per chip, default the chip's). on_report(report) is
     called as each one is done."""
@@ -433,7 +440,7 @@ def compile_config(cfg, topology_name: str, which=PROGRAMS, effort: str = "defau
     devices = topology_devices(topology)
     reports, resident = [], 0
     for program, traced, items in programs(cfg, topology, devices, which):
-        report = compile_traced(program, topology, traced, items, effort)
+        report = compile_traced(program, topology, traced, items, effort, hlo_dir)
         if program == "train_step":  # Weights, slots, pools: on the chips from here on.
             resident = report.argument_bytes
         else:
@@ -522,7 +529,8 @@ def main(argv) -> None:
         reports = compile_config(
             cfg, topology.name, which, flags_.effort,
             on_report=lambda r: print(json.dumps(r.as_dict()) if flags_.json else r.describe(),
-                                      flush=True), hbm_gib=flags_.hbm_gib)
+                                      flush=True), hbm_gib=flags_.hbm_gib,
+            hlo_dir=flags_.hlo_dir)
     except (SetupError, tpus.UnknownTopology) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -550,3 +558,5 @@ def define_flags() -> None:
     flags.DEFINE_float("hbm_gib", None, "HBM per chip that the programs must fit in (default: "
                        "the chip's, monet_tf/tpus.py), e.g. what another job leaves free.")
     flags.DEFINE_bool("json", False, "One JSON object per program on stdout.")
+    flags.DEFINE_string("hlo_dir", None, "Write each optimized program there as PROGRAM.hlo.txt "
+                        "(bench/profile_step.py --tpu reads it).")
