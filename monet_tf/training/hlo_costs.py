@@ -19,7 +19,9 @@ DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16"
                "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16,
                "f8e4m3fn": 1, "f8e5m2": 1, "token": 0}
 CATEGORIES = ("convolution forward", "convolution backward-data", "convolution backward-filter",
-              "norm reductions", "pads, copies and transposes", "other fusions")
+              "norm reductions", "pads, copies and transposes", "collectives", "other fusions")
+# Ops that move data between chips (ICI, not HBM: their roofline time is a lower bound).
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 # Ops that move data without arithmetic; a fusion of only these is a copy.
 DATA_MOVEMENT = {"pad", "copy", "transpose", "concatenate", "slice", "reverse", "reshape",
                  "bitcast", "broadcast", "dynamic-slice", "dynamic-update-slice", "gather",
@@ -32,7 +34,9 @@ ELEMENTWISE = {"add", "subtract", "multiply", "divide", "maximum", "minimum", "e
                "log", "rsqrt", "sqrt", "tanh", "logistic", "power", "negate", "abs", "compare",
                "select", "clamp", "exponential-minus-one", "log-plus-one", "sign", "floor",
                "ceil", "round-nearest-even", "and", "or", "xor", "not", "atan2", "sine",
-               "cosine", "erf", "cbrt", "remainder"}
+               "cosine", "erf", "cbrt", "remainder", "convert", "shift-left",
+               "shift-right-logical", "shift-right-arithmetic", "popcnt", "count-leading-zeros",
+               "reduce-precision"}
 CUDNN_CONV = {"__cudnn$convForward": "forward", "__cudnn$convBackwardInput": "backward-data",
               "__cudnn$convBackwardFilter": "backward-filter",
               "__cudnn$convBiasActivationForward": "forward"}
@@ -257,6 +261,8 @@ def program_ops(text: str) -> list[Op]:
                     [i] if _is_conv(i) else []
             if convs:
                 category = f"convolution {_conv_direction(convs[0], kernel_elements)}"
+            elif i.opcode.startswith(COLLECTIVES):
+                category = "collectives"
             elif "reduce" in opcodes and any(len(_dims(shapes.get(o, ""))) >= 4
                                              for o in _reduce_inputs(i, computations)):
                 category = "norm reductions"
