@@ -6,8 +6,7 @@
   monet-tf quality --generated=images.zip --real=/kaggle/input/gan-getting-started/monet_tfrec
   monet-tf --help                                               # every command, one line each
 
-`python -m monet_tf <command>` is the same; the older `python -m monet_tf.predict` (.export,
-.fid, .tpu_compile, .kaggle bundle, .data.inspect, .data.make_tfrecords) still run theirs.
+`python -m monet_tf <command>` is the same.
 
 A command is a module with `define_flags()` and `main(argv)` (absl flags; `launch` parses its
 own), imported only when it is asked for: after the console is made quiet and, for the commands

@@ -1,7 +1,6 @@
 r"""Bundle monet_tf for a Kaggle notebook that runs with internet off.
 
     monet-tf bundle --output DIR [--dataset_name monet-tf-offline] [--inception_weights PATH]
-    python -m monet_tf.kaggle bundle --output DIR     # the same, by its older name
 
 DIR gets everything a submission notebook needs beside Kaggle's own image: wheels/ (this
 package and the pure-Python dependencies the images lack), run_train.py, configs/, the bundled
@@ -400,11 +399,3 @@ def define_flags() -> None:
                         "InceptionV3 notop .h5 to bundle for MiFID (default: Keras' cached "
                         "ImageNet file when present).")
 
-
-if __name__ == "__main__":  # python -m monet_tf.kaggle bundle: monet-tf bundle, by its older name.
-    if sys.argv[1:2] != ["bundle"]:
-        given = sys.argv[1] if len(sys.argv) > 1 else "nothing"
-        commandline.fail(f"expected the command bundle, got {given}: python -m monet_tf.kaggle "
-                         "bundle --output DIR (or monet-tf bundle --output DIR)")
-    define_flags()
-    commandline.run(main, [sys.argv[0], *sys.argv[2:]])

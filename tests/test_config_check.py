@@ -263,8 +263,8 @@ def test_predict_keeps_native_log_lines_off_the_console_unless_verbosity_asks(tm
     quiet, loud = _run(*args), _run(*args, "--verbosity=0")
     assert quiet.returncode == loud.returncode == 2
     assert quiet.stderr.strip().splitlines() == [
-        f"monet_tf.predict: error: --model {tmp_path} is not a SavedModel (no saved_model.pb); "
-        "export one with monet_tf.inference.export"], quiet.stderr
+        f"error: --model {tmp_path} is not a SavedModel (no saved_model.pb); "
+        "export one with monet-tf export"], quiet.stderr
     assert NOISE.search(loud.stderr), loud.stderr  # TensorFlow's own lines, back on request.
 
 

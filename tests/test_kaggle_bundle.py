@@ -1,4 +1,4 @@
-"""monet_tf.kaggle bundle: the offline bundle, and that it installs and runs with nothing else."""
+"""monet-tf bundle: the offline bundle, and that it installs and runs with nothing else."""
 
 import json
 import os
@@ -24,7 +24,7 @@ NOT_IN_KAGGLE = ("ml_collections", "monet_tf", "wandb")
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monet_tf.kaggle", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "monet_tf", *args], capture_output=True,
                           text=True, timeout=600, cwd=cwd or REPO)
 
 
@@ -183,7 +183,7 @@ def test_bundle_installs_offline_on_kaggles_tpu_stack_dry_runs_and_compiles(
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():
         assert "site-packages" in path and not path.startswith(str(REPO)), where.stdout
-    installed = _run(python, "-m", "monet_tf.kaggle", "bundle", "--output=x", env=env,
+    installed = _run(python, "-m", "monet_tf", "bundle", "--output=x", env=env,
                      cwd=tmp_path)
     assert installed.returncode == 2 and "run_train.py not found" in installed.stderr
 

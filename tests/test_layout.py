@@ -1,5 +1,5 @@
-"""The house: folders by role importing downward only, one command line with the old names kept,
-and documentation whose every relative link resolves."""
+"""The house: folders by role importing downward only, one command line for every tool, and
+documentation whose every relative link resolves."""
 
 import ast
 import os
@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from monet_tf import MOVED, cli
+from monet_tf import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "monet_tf"
 # Lowest first: a module may import its own layer and those before it, never one after it.
 LAYERS = ("config", "runtime", "data", "models", "config_check", "scoring", "inference", "kaggle",
-          "training", "cli", "__main__", "__init__", "predict", "export", "fid", "tpu_compile")
+          "training", "notebook", "cli", "__main__", "__init__")
 PACKAGES = ("runtime", "data", "models", "models/steps", "scoring", "inference", "training")
 
 
@@ -72,21 +72,6 @@ def test_each_folder_says_what_lives_there_and_what_it_may_import():
         assert re.search(r"import", doc), f"{package}/__init__.py must say what it may import"
 
 
-def test_a_module_imported_by_its_old_name_says_where_it_is_now():
-    import importlib
-
-    for old, new in MOVED.items():
-        with pytest.raises(ModuleNotFoundError, match=f"{re.escape(old)} is now {re.escape(new)}"):
-            importlib.import_module(old)
-        importlib.import_module(new)
-    with pytest.raises(ImportError, match="monet_tf.predict.predict is now "
-                                          "monet_tf.inference.predict.predict"):
-        from monet_tf.predict import predict  # noqa: F401
-    with pytest.raises(ImportError, match="monet_tf.runtime.make_runtime is now "
-                                          "monet_tf.runtime.devices.make_runtime"):
-        from monet_tf.runtime import make_runtime  # noqa: F401
-
-
 def _run(*args, timeout=180) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
@@ -105,14 +90,10 @@ def test_one_command_line_lists_every_command_and_refuses_an_unknown_one():
                                       f"{', '.join(cli.COMMANDS)} (monet-tf --help)")
 
 
-@pytest.mark.parametrize("old,new", [
-    (["-m", "monet_tf.predict"], ["-m", "monet_tf", "predict"]),
-    (["-m", "monet_tf.kaggle", "bundle"], ["-m", "monet_tf", "bundle"]),
-    (["-m", "monet_tf.data.make_tfrecords"], ["-m", "monet_tf", "make-tfrecords"]),
-])
-def test_the_old_module_commands_run_the_same_command(old, new):
+def test_the_package_and_a_module_run_the_same_command():
     """The same flags, the same one-line answer, by either name."""
-    answers = [_run(*argv, "--nosuchflag=1") for argv in (old, new)]
+    answers = [_run(*argv, "--nosuchflag=1") for argv in (
+        ["-m", "monet_tf.data.make_tfrecords"], ["-m", "monet_tf", "make-tfrecords"])]
     assert [a.returncode for a in answers] == [2, 2]
     assert answers[0].stderr.strip() == answers[1].stderr.strip() == (
         "error: Unknown command line flag 'nosuchflag'; see --helpshort")

@@ -36,7 +36,7 @@ from monet_tf.data.images import resize_square
 from monet_tf.data.sources import IMAGE_EXTENSIONS, DataError, Source, source_from_spec
 from monet_tf.data.validate import check_records
 from monet_tf.models.dcgan import fixed_noise
-from monet_tf.runtime import disk
+from monet_tf.runtime import commandline, disk
 
 KAGGLE_MIN_IMAGES, KAGGLE_MAX_IMAGES = 7_000, 10_000
 FLAGS = flags.FLAGS  # Flags are defined only when run as a program (see define_flags).
@@ -144,7 +144,7 @@ def _check_model_dir(model_dir: str) -> None:
     ):
         raise PredictError(
             f"--model {model_dir} is not a SavedModel (no saved_model.pb); export one with "
-            "monet_tf.inference.export"
+            "monet-tf export"
         )
 
 
@@ -510,8 +510,7 @@ def main(argv: list[str]) -> None:
             seed=FLAGS.seed,
         )
     except PredictError as err:
-        print(f"monet_tf.predict: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        commandline.fail(str(err))
     print(f"wrote {n} images to {FLAGS.output}")
 
 

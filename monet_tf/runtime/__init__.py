@@ -11,12 +11,3 @@ several processes, and the console.
 Imports only monet_tf.config from the rest of monet_tf; this file imports nothing, so a tool can
 reach `console` and `backend` before TensorFlow or JAX loads.
 """
-
-_DEVICES = ("Runtime", "make_runtime", "current", "from_tf_strategy")
-
-
-def __getattr__(name):
-    """monet_tf.runtime was one module: its names are in runtime.devices now."""
-    if name in _DEVICES:
-        raise ImportError(f"monet_tf.runtime.{name} is now monet_tf.runtime.devices.{name}")
-    raise AttributeError(f"module 'monet_tf.runtime' has no attribute {name!r}")

@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import flags
 
 from monet_tf.scoring import metrics
+from monet_tf.runtime import commandline
 from monet_tf.runtime.console import warn
 from monet_tf.scoring.inception import InceptionFeatures, InceptionWeightsError
 
@@ -164,11 +165,9 @@ def main(argv):
                 batch_size=FLAGS.batch_size, memorization_threshold=FLAGS.memorization_threshold,
             )
     except (InceptionWeightsError, ValueError) as err:  # FIDError, monet_tf.data.DataError
-        print(f"monet_tf.fid: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        commandline.fail(str(err))
     except tf.errors.OpError as err:  # An undecodable image met while streaming.
-        print(f"monet_tf.fid: error: {err.message.strip().splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
+        commandline.fail(err.message.strip().splitlines()[0])
     print(json.dumps(result, indent=2) if FLAGS.json else format_scores(result))
 
 
