@@ -16,7 +16,8 @@ import time
 import pytest
 
 from monet_tf import data
-from monet_tf.runtime.cluster import Cluster, ClusterError, from_settings, rendezvous
+from monet_tf.runtime.cluster import (Cluster, ClusterError, from_settings, rendezvous,
+                                      tf_task_process)
 from monet_tf.data.pipeline import host_share
 from monet_tf.runtime.launch import free_ports, process_environments
 from tests.data_files import colour_shard, colours, data_config, pixel_colours
@@ -71,6 +72,28 @@ def test_where_the_processes_come_from():
     assert [from_settings("jax", environ=e) for e in envs] == [
         Cluster(2, i, "127.0.0.1:11") for i in range(2)]
     assert [from_settings("tensorflow", environ=e).index for e in envs] == [0, 1]
+
+
+def test_a_tf_config_task_is_one_process_to_the_cluster_and_to_a_lost_peer():
+    """TF_CONFIG's tasks, chiefs first: the process a worker is and the peer a failed collective's
+    /job:.../task:N names are numbered by one mapping."""
+    import tensorflow as tf
+
+    from monet_tf.runtime.tf_strategy import lost_task
+
+    spec = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]}
+    assert [tf_task_process(spec, job, task) for job, task in (
+        ("chief", 0), ("worker", 0), ("worker", 1))] == [0, 1, 2]
+    assert tf_task_process({"worker": spec["worker"]}, "worker", 1) == 1
+    cluster = from_settings("tensorflow", environ={"TF_CONFIG": json.dumps(
+        {"cluster": spec, "task": {"type": "worker", "index": 1}})})
+    assert (cluster.processes, cluster.index) == (3, 2)
+    here = "/job:worker/replica:0/task:1"
+    for peer, process in (("/job:chief/replica:0/task:0", 0), ("/job:worker/replica:0/task:0", 1)):
+        error = tf.errors.UnavailableError(None, None, f"{here}: collective aborted by {peer}")
+        assert lost_task(error, cluster) == process
+    assert lost_task(tf.errors.UnavailableError(None, None, here), cluster) is None
+    assert lost_task(ValueError(f"not a collective: {peer}"), cluster) is None
 
 
 def meet(clusters, runs, started=None):

@@ -127,6 +127,12 @@ def from_settings(backend: str, num_processes=None, process_id=None, coordinator
     return Cluster(count, index, coordinator, timeout, heartbeat)
 
 
+def tf_task_process(cluster_spec: dict, job: str, task: int) -> int:
+    """The process of TF_CONFIG's task `job` (chief or worker) `task`: the chiefs first, then the
+    workers. `cluster_spec`: TF_CONFIG's "cluster"."""
+    return task if job == "chief" else len(cluster_spec.get("chief", [])) + task
+
+
 def _from_tf_config(num_processes, process_id, coordinator_address, timeout, heartbeat,
                     environ) -> Cluster:
     text = environ.get("TF_CONFIG", "")
@@ -154,7 +160,7 @@ def _from_tf_config(num_processes, process_id, coordinator_address, timeout, hea
                                                                else len(tasks) - chiefs):
         raise ClusterError(f"TF_CONFIG task {kind} {position} is not in its cluster "
                            f"({len(tasks)} tasks): give each process its own task index")
-    index = position if kind == "chief" else chiefs + position
+    index = tf_task_process(spec["cluster"], kind, position)
     for value, flag, expected in ((num_processes, "--num_processes", len(tasks)),
                                   (process_id, "--process_id", index)):
         if value not in (None, "") and _integer(value, flag) != expected:

@@ -141,9 +141,9 @@ def lost_task(error: BaseException, cluster: clusters.Cluster) -> int | None:
     if not isinstance(error, (tf.errors.UnavailableError, tf.errors.CancelledError,
                               tf.errors.AbortedError, tf.errors.DeadlineExceededError)):
         return None
-    chiefs = len(json.loads(cluster.tf_config)["cluster"].get("chief", []))
+    spec = json.loads(cluster.tf_config)["cluster"]
     for job, task in _TASK.findall(str(error)):
-        index = int(task) if job == "chief" else chiefs + int(task)
+        index = clusters.tf_task_process(spec, job, int(task))
         if index != cluster.index:
             return index
     return None
