@@ -1,14 +1,16 @@
 """Strategy selection and mixed-precision policy on this CPU-only machine."""
 
+import functools
 import os
 
 import keras
 import pytest
 import tensorflow as tf
 
+from monet_tf.models import precision_probe
+from monet_tf.runtime.devices import from_tf_strategy
 from monet_tf.runtime.tf_strategy import (StrategyError, auto_precision, cpu_has_native_bfloat16,
-                               get_strategy, kind_of, set_mixed_precision, strategy_kind,
-                               use_xla, xla_choice)
+                               get_strategy, kind_of, strategy_kind, use_xla, xla_choice)
 
 
 def test_cpu_default_and_mirrored():
@@ -40,19 +42,25 @@ def test_bad_arguments(monkeypatch):
         get_strategy("cpu")
 
 
-def test_mixed_precision_policy():
-    """auto on a CPU host is what was measured faster there (runtime.precision measures it)."""
+@pytest.mark.parametrize("timings, expected", [((2.0, 1.0), "mixed_bfloat16"),
+                                               ((1.0, 2.0), "float32")])
+def test_mixed_precision_policy(timings, expected, monkeypatch, tmp_path):
+    """auto on a CPU host is what was measured faster there (the probe's timings, float32 then
+    bfloat16), set as Keras' policy; without a probe, float32."""
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU: auto follows its compute capability")
-    strategy = tf.distribute.get_strategy()
+    monkeypatch.setenv(precision_probe.PRECISION_CACHE_ENV, str(tmp_path / "precision.json"))
+    monkeypatch.setattr(precision_probe, "measure_step", lambda backend, shape: timings)
+    runtime = from_tf_strategy(tf.distribute.get_strategy())
+    probe = functools.partial(precision_probe.cpu_precision, shape=precision_probe.ProbeShape())
     try:
-        assert set_mixed_precision("auto", strategy, cpu_bfloat16=True) == "mixed_bfloat16"
-        assert set_mixed_precision("auto", strategy) == "float32"
-        assert keras.config.dtype_policy().name == "float32"
-        assert set_mixed_precision("mixed_bfloat16", strategy) == "mixed_bfloat16"
+        assert runtime.precision("auto", probe) == expected
+        assert keras.config.dtype_policy().name == expected
+        assert runtime.precision("auto") == "float32"
+        assert runtime.precision("mixed_bfloat16") == "mixed_bfloat16"
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
         with pytest.raises(StrategyError, match="mixed_precision='fp8'"):
-            set_mixed_precision("fp8", strategy)
+            runtime.precision("fp8")
     finally:
         keras.config.set_dtype_policy("float32")
 

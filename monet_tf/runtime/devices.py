@@ -133,11 +133,14 @@ class Runtime:
         return contextlib.nullcontext()
 
     def precision(self, policy: str, cpu_probe: Callable[[str], object] | None = None) -> str:
-        """train.mixed_precision -> the Keras dtype policy, set globally (before building).
+        """train.mixed_precision -> the Keras dtype policy, set globally (before building), on
+        either backend; `auto` is tf_strategy.auto_precision for this runtime's devices.
 
         `auto` on a CPU takes what `cpu_probe(backend)` measured (models.precision_probe's
         cpu_precision for the config's network: it times the model's layers in float32 and
-        bfloat16 on this backend, once per machine) and prints it; without a probe, float32."""
+        bfloat16 on this backend, once per machine) and prints it; without a probe, float32.
+        Under mixed_float16 (TensorFlow) the model's compile turns on dynamic loss scaling; its
+        networks end in float32 layers and its losses are computed in float32."""
         if policy not in POLICIES:
             raise StrategyError(f"mixed_precision={policy!r} is not one of {', '.join(POLICIES)}")
         if self.backend != "tensorflow" and policy == "mixed_float16":
@@ -154,8 +157,6 @@ class Runtime:
             policy = tf_strategies.auto_precision(self.device_kind, self.compute_capability,
                                                   cpu_bfloat16,
                                                   loss_scaling=self.backend == "tensorflow")
-        if self.backend == "tensorflow":
-            return tf_strategies.set_mixed_precision(policy, self.tf_strategy)
         keras.config.set_dtype_policy(policy)
         return policy
 

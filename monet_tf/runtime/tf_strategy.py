@@ -1,12 +1,11 @@
-"""Where the training step runs: tf.distribute strategy by name, and the mixed-precision policy."""
+"""Where the training step runs: tf.distribute strategy by name, and the XLA and mixed-precision
+rules per device kind (monet_tf.runtime.devices applies them)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 
-import keras
 import tensorflow as tf
 
 from monet_tf.config import PRECISIONS as POLICIES
@@ -14,8 +13,6 @@ from monet_tf.runtime import cluster as clusters
 
 STRATEGIES = ("tpu", "gpu", "cpu")
 JIT_SETTINGS = ("auto", "true", "false")
-
-log = logging.getLogger(__name__)
 
 
 class StrategyError(RuntimeError):
@@ -258,24 +255,3 @@ def gpu_compute_capability() -> float | None:
         "compute_capability", (0, 0))
     return float(f"{major}.{minor}")
 
-
-def set_mixed_precision(policy: str, strategy: tf.distribute.Strategy,
-                        cpu_bfloat16: bool = False) -> str:
-    """Sets Keras' global dtype policy and returns its name; auto as in auto_precision, where
-    cpu_bfloat16 says whether bfloat16 was measured faster on this CPU (monet_tf.runtime.devices
-    measures it).
-
-    Set it before building the models. Under mixed_float16 CycleGAN.compile turns on dynamic
-    loss scaling (one scale per loss); networks end in float32 layers and losses are computed
-    in float32.
-    """
-    if policy not in POLICIES:
-        raise StrategyError(f"mixed_precision={policy!r} is not one of {', '.join(POLICIES)}")
-    if policy == "auto":
-        if kind_of(strategy) == "tpu":
-            policy = auto_precision("tpu")
-        else:
-            policy = auto_precision(_host_device_kind(), gpu_compute_capability(), cpu_bfloat16)
-    keras.config.set_dtype_policy(policy)
-    log.info("mixed precision policy: %s", policy)
-    return policy
