@@ -258,7 +258,7 @@ def build_ours(cfg, photo, monet, policy: str, jit_compile: str = "auto"):
     cfg.model.kind picks the family (build_model)."""
     keras.utils.set_random_seed(cfg.seed)
     cfg.train.jit_compile = jit_compile
-    keras.config.set_dtype_policy(policy)  # What set_mixed_precision does before building.
+    keras.config.set_dtype_policy(policy)  # What Runtime.precision does before building.
     try:
         model = build_model(cfg, steps_per_epoch=1000, global_batch_size=BATCH)
     finally:
