@@ -145,19 +145,19 @@ def nominal_peak(device_kind: str):
 
 
 def resolve_precision(args, device) -> tuple[str, dict | None]:
-    """(--precision as monet_tf.runtime.Runtime.precision resolves it on JAX, without importing
-    it: it imports TensorFlow; on a CPU `auto` runs the probe of monet_tf.models.precision_probe,
-    whose line goes to stderr and whose record comes back)."""
+    """(--precision as monet_tf.runtime.devices.Runtime.precision resolves it on JAX, without
+    importing it: it imports TensorFlow; on a CPU `auto` runs the probe of
+    monet_tf.models.precision_probe, whose line goes to stderr and whose record comes back)."""
     if args.precision != "auto":
         return args.precision, None
-    if device.platform == "tpu":
-        return "mixed_bfloat16", None
-    if device.platform == "gpu":
+    if device.platform in ("tpu", "gpu"):
+        from monet_tf.runtime.precision import auto_precision
+
         try:
             capability = float(getattr(device, "compute_capability", 0.0))
         except (TypeError, ValueError):
             capability = 0.0
-        return ("mixed_bfloat16" if capability >= 8.0 else "float32"), None
+        return auto_precision(device.platform, capability, loss_scaling=False), None
     from monet_tf.models.precision_probe import ProbeShape, cpu_precision, probe_size
 
     probe = cpu_precision("jax", ProbeShape(args.ngf, probe_size(args.image_size)))

@@ -109,6 +109,7 @@ from monet_tf.models import generators, critics, losses, diffaugment, image_pool
 from monet_tf.models.steps import jax_step as step_jax
 from monet_tf.models import build_cyclegan
 from monet_tf.config import base_config
+from monet_tf.runtime.precision import auto_precision  # bench/step_jax.py's rule, on JAX alone
 cfg = base_config()
 cfg.data.image_size, cfg.model.generator, cfg.model.ngf, cfg.model.ndf = 32, "resnet_2blocks", 4, 4
 cfg.loss.pool_size, cfg.loss.diffaugment = 1, "color,translation,cutout"

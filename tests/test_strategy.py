@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from monet_tf.models import precision_probe
 from monet_tf.runtime.devices import from_tf_strategy
-from monet_tf.runtime.tf_strategy import (StrategyError, auto_precision, cpu_has_native_bfloat16,
-                               get_strategy, kind_of, strategy_kind, use_xla, xla_choice)
+from monet_tf.runtime.precision import auto_precision
+from monet_tf.runtime.tf_strategy import (StrategyError, cpu_has_native_bfloat16, get_strategy,
+                                          kind_of, strategy_kind, use_xla, xla_choice)
 
 
 def test_cpu_default_and_mirrored():

@@ -27,6 +27,7 @@ import numpy as np
 
 from monet_tf.runtime import cluster as clusters
 from monet_tf.runtime import tf_strategy as tf_strategies
+from monet_tf.runtime.precision import auto_precision
 from monet_tf.runtime.tf_strategy import POLICIES, StrategyError
 
 # How long a process waits for the others at an exchange: they may be validating data or
@@ -134,7 +135,7 @@ class Runtime:
 
     def precision(self, policy: str, cpu_probe: Callable[[str], object] | None = None) -> str:
         """train.mixed_precision -> the Keras dtype policy, set globally (before building), on
-        either backend; `auto` is tf_strategy.auto_precision for this runtime's devices.
+        either backend; `auto` is runtime.precision's rule for this runtime's devices.
 
         `auto` on a CPU takes what `cpu_probe(backend)` measured (models.precision_probe's
         cpu_precision for the config's network: it times the model's layers in float32 and
@@ -154,9 +155,8 @@ class Runtime:
                 print(self.precision_probe.describe(), flush=True)
                 cpu_bfloat16 = self.precision_probe.choice == "mixed_bfloat16"
             # No loss scaling on JAX: float32 on 7.x GPUs.
-            policy = tf_strategies.auto_precision(self.device_kind, self.compute_capability,
-                                                  cpu_bfloat16,
-                                                  loss_scaling=self.backend == "tensorflow")
+            policy = auto_precision(self.device_kind, self.compute_capability, cpu_bfloat16,
+                                    loss_scaling=self.backend == "tensorflow")
         keras.config.set_dtype_policy(policy)
         return policy
 
