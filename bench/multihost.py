@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -171,10 +170,9 @@ def main() -> None:
     if args.serve:
         serve(args)
         return
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) if os.path.exists(
-        "/proc/cpuinfo") else platform.processor()
-    print(f"CPU: {cpu}, {os.cpu_count()} cores", flush=True)
+    from monet_tf.models.precision_probe import cpu_model
+
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores", flush=True)
     for backend in (("jax", "tensorflow") if args.backend == "both" else (args.backend,)):
         bench(backend, args)
 

@@ -162,16 +162,6 @@ def _largest(row: dict) -> str:
     return f">= {largest}" if largest >= row["max_batch"] else str(largest)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or platform.machine()
-
-
 def table_row(row: dict) -> str:
     step = next((r for r in row["reports"] if r["program"] == "train_step"), None)
     if step is None:
@@ -203,8 +193,10 @@ def main(argv=None) -> None:
         _CACHE_PATH = pathlib.Path(args.cache)
         if _CACHE_PATH.exists():
             _CACHE.update(json.loads(_CACHE_PATH.read_text()))
+    from monet_tf.models.precision_probe import cpu_model
+
     print(f"XLA:TPU sizing on {args.topology}, headroom {args.headroom:.0%}; compiled on "
-          f"{cpu_name()} ({os.cpu_count()} CPUs)", flush=True)
+          f"{cpu_model()} ({os.cpu_count()} CPUs)", flush=True)
     print("| config | compiles and fits | batch/chip | train_step peak, GiB/chip | translate "
           "peak | inception peak | largest batch/chip "
           f"({args.headroom:.0%} headroom) | TFLOP per pair | train_step compile, min |")
