@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 from typing import Sequence
@@ -31,13 +32,24 @@ class CommandFailed(RuntimeError):
 
 
 def run(command: Sequence[str], env: dict[str, str] | None = None) -> None:
-    """Runs `command`, printing its output (stderr merged) line by line as it comes."""
+    """Runs `command`, printing its output (stderr merged) line by line as it comes.
+
+    The notebook's Stop (KeyboardInterrupt here) reaches the command as one SIGINT, on which
+    run_train.py saves a checkpoint and stops; its last lines are printed before the interrupt
+    goes on. It runs in a session of its own, so that a front end signalling the kernel's
+    process group does not add a second SIGINT (run_train.py's "exit now, save nothing")."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1, env=env) as process:
-        for line in process.stdout:
-            print(line, end="", flush=True)
+                          text=True, bufsize=1, env=env, start_new_session=True) as process:
+        try:
+            for line in process.stdout:
+                print(line, end="", flush=True)
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            for line in process.stdout:
+                print(line, end="", flush=True)
+            raise
     if process.returncode:
         raise CommandFailed(f"{pathlib.Path(command[1]).name} exited with code "
                             f"{process.returncode}: what it said is above")

@@ -187,3 +187,36 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, sample_dir, monkeypatch):
 
 def _png(output):
     return io.BytesIO(base64.b64decode(output.data["image/png"]))
+
+
+def test_stop_reaches_the_command_as_one_sigint_and_its_last_words_are_shown(capsys):
+    """The notebook's Stop interrupts the kernel's main thread: the command gets one SIGINT
+    (run_train.py saves on the first, exits unsaved on a second), says what it did, and the
+    interrupt goes on to stop the cell."""
+    import os
+    import signal
+    import threading
+
+    from monet_tf import notebook
+
+    child = ("import signal, sys, time\n"
+             "count = []\n"
+             "signal.signal(signal.SIGINT, lambda *_: count.append(1))\n"
+             "print('training', flush=True)\n"
+             "while not count: time.sleep(0.01)\n"
+             "time.sleep(0.3)\n"
+             "print(f'saved after {len(count)} SIGINT', flush=True)\n"
+             "sys.exit(130)\n")
+    stop = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Jupyter's interrupt
+    stop.start()
+    with pytest.raises(KeyboardInterrupt):
+        notebook.run([sys.executable, "-c", child])
+    assert capsys.readouterr().out == "training\nsaved after 1 SIGINT\n"
+
+
+def test_a_failed_command_stops_the_cell_naming_its_exit_code(capsys):
+    from monet_tf import notebook
+
+    with pytest.raises(notebook.CommandFailed, match=r"exited with code 3: what it said is above"):
+        notebook.run([sys.executable, "-c", "import sys; print('bad input'); sys.exit(3)"])
+    assert capsys.readouterr().out == "bad input\n"
