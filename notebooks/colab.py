@@ -68,13 +68,18 @@ if not CONFIG:
     CONFIG = {"tpu": "configs/kaggle_tpu.py", "gpu": "configs/gpu.py"}.get(STRATEGY,
                                                                            "configs/demo.py")
 print(f"accelerator: {STRATEGY}; config: {CONFIG}")
+clone = pathlib.Path("/content/monet_tf")
 found = importlib.util.find_spec("monet_tf")
-if found:
-    CHECKOUT = pathlib.Path(found.origin).parents[1]
+if found:  # From a checkout (run_train.py beside it), or earlier in this session.
+    CHECKOUT = next(p for p in (pathlib.Path(found.origin).parents[1], clone, None)
+                    if p is None or (p / "run_train.py").is_file())
+    if CHECKOUT is None:
+        raise RuntimeError("monet_tf is installed but no checkout with run_train.py is found: set "
+                           "REPOSITORY to monet_tf's git URL and rerun this cell")
     print(f"monet_tf is already installed ({pathlib.Path(found.origin).parent}): nothing "
           f"installed; run_train.py and configs/ from {CHECKOUT}")
 elif REPOSITORY:
-    CHECKOUT = pathlib.Path("/content/monet_tf")
+    CHECKOUT = clone
     if not CHECKOUT.is_dir():
         subprocess.run(["git", "clone", "-q", "--depth=1", REPOSITORY, str(CHECKOUT)],
                        check=True)
@@ -87,8 +92,6 @@ else:
     raise RuntimeError("monet_tf is not installed: set REPOSITORY (the parameters cell) to "
                        "monet_tf's git URL")
 importlib.invalidate_caches()
-if not (CHECKOUT / "run_train.py").is_file():
-    raise RuntimeError(f"{CHECKOUT} has no run_train.py: install monet_tf from a checkout")
 if DATA_DIR == "sample":
     DATA_DIR = str(CHECKOUT / "tfrecords" / "sample")
     OVERRIDES = [*OVERRIDES, "--config.submission.allow_any_count=true"]

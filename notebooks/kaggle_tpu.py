@@ -58,15 +58,18 @@ def pip(*args):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
 
 
-bundle = pathlib.Path(OFFLINE_BUNDLE)
+bundle, clone = pathlib.Path(OFFLINE_BUNDLE), pathlib.Path("/tmp/monet_tf")
 found = importlib.util.find_spec("monet_tf")
-if found:
-    CHECKOUT = pathlib.Path(found.origin).parents[1]
-    CHECKOUT = CHECKOUT if (CHECKOUT / "run_train.py").is_file() else bundle
+if found:  # From a checkout (run_train.py beside it), or earlier in this session.
+    CHECKOUT = next(p for p in (pathlib.Path(found.origin).parents[1], clone, bundle, None)
+                    if p is None or (p / "run_train.py").is_file())
+    if CHECKOUT is None:
+        raise RuntimeError(f"monet_tf is installed but neither a checkout nor {bundle} has its "
+                           "run_train.py: attach the offline bundle, or set REPOSITORY")
     print(f"monet_tf is already installed ({pathlib.Path(found.origin).parent}): nothing "
           f"installed; run_train.py and configs/ from {CHECKOUT}")
 elif REPOSITORY and online():
-    CHECKOUT = pathlib.Path("/tmp/monet_tf")
+    CHECKOUT = clone
     if not CHECKOUT.is_dir():
         subprocess.run(["git", "clone", "-q", "--depth=1", REPOSITORY, str(CHECKOUT)], check=True)
     pip("ml_collections")
