@@ -70,7 +70,7 @@ def resnet_generator(
 
     upsample: "transpose" (stride-2 transposed conv, the reference), "resize" (nearest resize,
     then a 3x3 conv at the new size) or "subpixel" (a 3x3 conv to 4x the filters at the old
-    size, then depth-to-space, ICNR-initialised: a quarter of resize's FLOPs).
+    size, then depth-to-space, ICNR-initialised: resize's FLOPs, reading a quarter the pixels).
     """
     init = Initializers(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
