@@ -67,6 +67,25 @@ def test_a_submission_that_cannot_be_written_is_refused_before_training(tmp_path
         assert "Epoch" not in result.stdout
 
 
+def test_the_translator_over_two_replicas_is_the_generator_rounded_to_uint8(two_cpu_strategy):
+    """Each replica's slice of the batch, gathered in order, is what the generator makes of the
+    photos, quantised as images.zip holds them (runtime.translate, the grids' and scores' call)."""
+    from monet_tf.data import to_float, to_uint8
+    from monet_tf.models.generators import build_generator
+    from monet_tf.runtime.devices import from_tf_strategy
+    from monet_tf.runtime.translate import translate
+
+    with two_cpu_strategy.scope():
+        generator = build_generator("resnet_2blocks", ngf=4, seed=0, image_size=16)
+    photos = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), np.uint8)
+    run = submission.translator(generator, from_tf_strategy(two_cpu_strategy), global_batch=4)
+    expected = to_uint8(generator(to_float(photos), training=False)).numpy()
+    assert run(photos).dtype == np.uint8 and len(np.unique(expected)) > 8
+    np.testing.assert_array_equal(run(photos), expected)
+    np.testing.assert_array_equal(translate(generator, photos, uint8=True, uint8_inputs=True),
+                                  expected)
+
+
 def assert_zip_is_the_translation(path, saved_model, sample_dir):
     serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     records = tf.data.TFRecordDataset(sorted(map(str, (sample_dir / "photo_tfrec").glob("*.tfrec"))))

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from monet_tf.inference import predict
-from monet_tf.data import to_uint8
 from monet_tf.inference.export import inference_copy, is_noise_generator
+from monet_tf.runtime.translate import jax_program, translate
 
 KAGGLE_WORKING = "/kaggle/working"
 SIZE = 256
@@ -44,26 +44,12 @@ def resolve_path(setting: str) -> str | None:
     return setting or None
 
 
-def _prepare(inputs, noise: bool):
-    x = keras.ops.cast(inputs, "float32")
-    return x if noise else x / 127.5 - 1.0
-
-
 def jax_translate_step(generator: keras.Model):
     """The submission's JAX program: (trainable, non_trainable, inputs) -> uint8, jitted. Inputs
     are uint8 images, or float32 noise for a noise generator. `monet_tf.training.tpu_compile`
     compiles this same function for a TPU."""
-    import jax
-
-    noise = is_noise_generator(generator)
-
-    def infer(trainable, non_trainable, inputs):
-        y, _ = generator.stateless_call(trainable, non_trainable, _prepare(inputs, noise),
-                                        training=False)
-        y = keras.ops.clip(keras.ops.round((keras.ops.cast(y, "float32") + 1.0) * 127.5), 0, 255)
-        return keras.ops.cast(y, "uint8")
-
-    return jax.jit(infer)
+    return jax_program(generator, uint8_inputs=not is_noise_generator(generator),
+                       uint8_outputs=True)
 
 
 def serving_generator(generator: keras.Model) -> keras.Model:
@@ -81,14 +67,10 @@ def translator(generator: keras.Model, runtime, global_batch: int):
     if keras.backend.backend() == "jax":
         from monet_tf.scoring.inception import shard_batch, to_host
 
-        step = jax_translate_step(generator)
-
         def run(images):  # Every process passes the same batch and computes its devices' rows.
             with runtime.scope():
                 sharded = shard_batch(np.asarray(images), runtime.distribution)
-                return to_host(step([v.value for v in generator.trainable_variables],
-                                    [v.value for v in generator.non_trainable_variables],
-                                    sharded))
+                return to_host(translate(generator, sharded, uint8=True, uint8_inputs=not noise))
         return run
 
     strategy = runtime.tf_strategy or tf.distribute.get_strategy()
@@ -99,8 +81,8 @@ def translator(generator: keras.Model, runtime, global_batch: int):
         # Every replica gets the whole host batch and translates its own slice of it; int32 for
         # the gather, which has no uint8 between workers.
         start = tf.distribute.get_replica_context().replica_id_in_sync_group * per_replica
-        x = _prepare(images[start:start + per_replica], noise)
-        return tf.cast(to_uint8(generator(x, training=False)), tf.int32)
+        x = images[start:start + per_replica]
+        return tf.cast(translate(generator, x, uint8=True, uint8_inputs=not noise), tf.int32)
 
     @tf.function
     def run(images):

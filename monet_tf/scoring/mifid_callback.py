@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import sys
-import weakref
 from typing import Callable
 
 import keras
@@ -19,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from monet_tf.runtime.translate import translate
 from monet_tf.scoring import metrics
 from monet_tf.runtime.console import warn
 from monet_tf.scoring.inception import InceptionFeatures, InceptionWeightsError
@@ -26,39 +26,11 @@ from monet_tf.scoring.inception import InceptionFeatures, InceptionWeightsError
 SCORE_KEYS = ("mifid", "fid", "memorization")
 
 
-def _quantize(images: tf.Tensor) -> tf.Tensor:
-    """[-1, 1] floats → uint8, as the exported generator writes them into images.zip."""
-    return tf.cast(tf.round(tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)),
-                   tf.uint8)
-
-
-_JAX_QUANTIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _jax_quantized(generator: keras.Model):
-    """(trainable, non_trainable, inputs) -> uint8 images, jitted: _quantize on the devices."""
-    if generator not in _JAX_QUANTIZED:
-        import jax
-
-        def run(trainable, non_trainable, inputs):
-            images = generator.stateless_call(trainable, non_trainable, inputs, training=False)[0]
-            images = (keras.ops.cast(images, "float32") + 1.0) * 127.5
-            return keras.ops.cast(keras.ops.round(keras.ops.clip(images, 0.0, 255.0)), "uint8")
-
-        _JAX_QUANTIZED[generator] = jax.jit(run)
-    return _JAX_QUANTIZED[generator]
-
-
 def translate_to_uint8(generator: keras.Model, inputs):
-    """The generator's images of `inputs` as uint8, as images.zip holds them: on JAX through one
-    jitted call that quantises on the devices too (the global batch, split over every process's
-    devices: the images stay where the next step takes them); on TensorFlow eagerly, under the
-    current strategy."""
-    if keras.backend.backend() == "jax":
-        return _jax_quantized(generator)([v.value for v in generator.trainable_variables],
-                                         [v.value for v in generator.non_trainable_variables],
-                                         inputs)
-    return _quantize(generator(inputs, training=False))
+    """The generator's images of `inputs` as uint8, as images.zip holds them, where `inputs` are
+    (on JAX the global batch, split over every process's devices: the images stay where the next
+    step takes them; on TensorFlow under the current strategy)."""
+    return translate(generator, inputs, uint8=True)
 
 
 class MiFIDCallback(keras.callbacks.Callback):

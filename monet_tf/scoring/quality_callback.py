@@ -18,7 +18,8 @@ import tensorflow as tf
 from absl import logging
 
 from monet_tf.scoring import quality
-from monet_tf.scoring.mifid_callback import _quantize, translate_to_uint8
+from monet_tf.data import to_uint8
+from monet_tf.scoring.mifid_callback import translate_to_uint8
 
 # The logged figures: the card's measures, under names that say where they come from.
 CARD_KEYS = ("card_score", "card_swd", "card_palette", "card_spectrum", "card_checkerboard",
@@ -32,7 +33,7 @@ def card_size(image_size: int) -> int:
 
 def _uint8(dataset: tf.data.Dataset, size: int, batch_size: int) -> np.ndarray:
     """float [-1, 1] images of a finite dataset as uint8 [N, size, size, 3]."""
-    batches = [_resized(_quantize(b), size) for b in dataset.batch(batch_size)]
+    batches = [_resized(to_uint8(b), size) for b in dataset.batch(batch_size)]
     return np.concatenate(batches)
 
 

@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-import weakref
 from typing import Callable
 
 import keras
@@ -27,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from monet_tf.runtime import translate as runtime_translate  # noqa: E402
 from monet_tf.models.dcgan import fixed_noise  # noqa: E402
 from monet_tf.runtime import disk  # noqa: E402
 
@@ -201,36 +201,11 @@ def tensorboard_installed() -> bool:
     return True
 
 
-_JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _on_this_host(value):
-    """A variable's value usable by a program of this process alone: the value itself, or, when
-    it lives on every process's devices (a multi-process run), this process's replica of it."""
-    return value if getattr(value, "is_fully_addressable", True) else np.asarray(value)
-
-
 def translate(generator: keras.Model, images: tf.Tensor) -> np.ndarray:
-    """Runs a generator in inference mode on this process's devices and returns float32 numpy
-    in [-1, 1] (so process 0 of a multi-process run draws grids alone).
-
-    On JAX through one jitted stateless call per generator: called eagerly, every op would be
-    compiled on its own the first time (tens of seconds on a CPU, per run).
-    """
-    images = np.asarray(images)
-    if keras.backend.backend() != "jax":
-        return np.asarray(generator(images, training=False), dtype=np.float32)
-    if generator not in _JAX_INFERENCE:
-        import jax
-
-        def infer(trainable, non_trainable, x):
-            return generator.stateless_call(trainable, non_trainable, x, training=False)[0]
-
-        _JAX_INFERENCE[generator] = jax.jit(infer)
-    outputs = _JAX_INFERENCE[generator](
-        [_on_this_host(v.value) for v in generator.trainable_variables],
-        [_on_this_host(v.value) for v in generator.non_trainable_variables], images)
-    return np.asarray(outputs, dtype=np.float32)
+    """A grid's images: the generator's of `images` on this process's devices (process 0 of a
+    multi-process run draws grids alone), as float32 numpy in [-1, 1]."""
+    images = runtime_translate.translate(generator, np.asarray(images), this_process=True)
+    return np.asarray(images, dtype=np.float32)
 
 
 GENERATED_PER_ROW = 3  # noise_to_monet's paintings beside each real one in a DCGAN's grid.
