@@ -26,7 +26,6 @@ every worker to take part, into a scratch folder that is thrown away (TensorFlow
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -213,11 +212,10 @@ class TensorFlowCheckpoints(_Checkpoints):
             def remove_partial() -> None:
                 # TensorFlow writes ckpt-N_temp/, then ckpt-N.*, then the `checkpoint` index
                 # (through checkpoint.tmp*): none of them is a checkpoint until that last step.
-                leftovers = glob.glob(f"{prefix}_temp*") + glob.glob(os.path.join(
-                    self.manager.directory, "checkpoint.tmp*"))
-                leftovers += [] if known else glob.glob(f"{prefix}.*")
-                for leftover in leftovers:
-                    (tf.io.gfile.rmtree if os.path.isdir(leftover) else tf.io.gfile.remove)(
+                patterns = [f"{prefix}_temp*", os.path.join(self.manager.directory,
+                                                             "checkpoint.tmp*")]
+                for leftover in tf.io.gfile.glob(patterns + ([] if known else [f"{prefix}.*"])):
+                    (tf.io.gfile.rmtree if tf.io.gfile.isdir(leftover) else tf.io.gfile.remove)(
                         leftover)
 
             with disk.writing(prefix, lambda: checkpoint_bytes(self.model), "the checkpoint",

@@ -58,12 +58,14 @@ class DiskFull(Exception):
         return f"{where}: {_REASONS[self.reason]}{f' ({sizes})' if sizes else ''}{cleaned}"
 
 
-def human_size(count: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+def human_size(count: float) -> str:
+    if count < 1000:
+        return f"{int(count)} bytes"
+    for unit in ("KB", "MB", "GB"):
         count /= 1000
-    return ""
+        if count < 1000:
+            break
+    return f"{count:.1f} {unit}"
 
 
 def free_bytes(path: str) -> int | None:
