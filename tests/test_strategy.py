@@ -10,8 +10,9 @@ import tensorflow as tf
 from monet_tf.models import precision_probe
 from monet_tf.runtime.devices import from_tf_strategy
 from monet_tf.runtime.precision import auto_precision
-from monet_tf.runtime.tf_strategy import (StrategyError, cpu_has_native_bfloat16, get_strategy,
-                                          kind_of, strategy_kind, use_xla, xla_choice)
+from monet_tf.runtime.tf_strategy import (StrategyError, any_replica, cpu_has_native_bfloat16,
+                                          get_strategy, kind_of, strategy_kind, use_xla,
+                                          xla_choice)
 
 
 def test_cpu_default_and_mirrored():
@@ -19,6 +20,12 @@ def test_cpu_default_and_mirrored():
     mirrored = get_strategy("cpu", cpu_replicas=2)  # conftest created two logical CPUs
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
     assert mirrored.num_replicas_in_sync == 2
+
+
+def test_any_replica_reduces_each_flag_over_the_replicas(two_cpu_strategy):
+    """The stops a step checks, in one all-reduce: each flag on its own."""
+    assert any_replica(two_cpu_strategy, (True, False, True)) == (True, False, True)
+    assert any_replica(two_cpu_strategy, (False,)) == (False,)
 
 
 def test_too_many_cpu_replicas_after_initialisation():

@@ -154,6 +154,35 @@ def test_sigint_saves_before_exiting(tmp_path):
     assert_saved_before_exiting(tmp_path, proc, err, 130)
 
 
+@pytest.mark.parametrize("elsewhere, stopped_by", [((True, False), "signal"),
+                                                  ((False, True), "clock"),
+                                                  ((False, False), None)])
+def test_a_step_agrees_on_a_signal_and_the_budget_in_one_collective(elsewhere, stopped_by):
+    """After each step the run's processes agree once, on both reasons to stop; `agree` stands
+    for Runtime.any_process_each where another process got the signal or saw its clock pass."""
+    import keras
+
+    from monet_tf.training.callbacks import StopOnSignal, TimeBudget
+
+    asked = []
+
+    def agree(flags):
+        asked.append(tuple(flags))
+        return tuple(mine or theirs for mine, theirs in zip(flags, elsewhere))
+
+    clock = TimeBudget(time.monotonic() + 3600)
+    stop = StopOnSignal(agree=agree, clock=clock)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((4, 2), np.float32)
+    model.fit(x, x[:, :1], batch_size=1, epochs=1, callbacks=[stop], verbose=0)
+    assert asked == [(False, False)] * (1 if stopped_by else 4)
+    assert int(model.optimizer.iterations.numpy()) == len(asked)
+    assert stop.requested == (stopped_by == "signal") and clock.reached == (stopped_by == "clock")
+    if stopped_by == "signal":
+        assert stop.signal_name == "SIGTERM to another process"
+
+
 def signal_twice(proc, first, second, gap_s, timeout_s):
     """Sends `first`, then `second` gap_s later; returns (stdout, stderr, seconds from the second
     signal to the exit), failing the test if the process outlives it by timeout_s."""

@@ -79,13 +79,18 @@ class Runtime:
     def any_process(self, flag: bool) -> bool:
         """True on every process when `flag` is True on any: a stop that one process asks for
         (a signal, its clock) is taken by all at the same step."""
+        return self.any_process_each((flag,))[0]
+
+    def any_process_each(self, flags: tuple[bool, ...]) -> tuple[bool, ...]:
+        """any_process of several flags in one collective (the stops a step checks)."""
         if self.processes == 1:
-            return bool(flag)
+            return tuple(bool(flag) for flag in flags)
         if self.backend == "tensorflow":
-            return tf_strategies.any_replica(self.tf_strategy, flag)
+            return tf_strategies.any_replica(self.tf_strategy, flags)
         from jax.experimental import multihost_utils
 
-        return bool(np.any(multihost_utils.process_allgather(np.array([flag], np.int32))))
+        gathered = multihost_utils.process_allgather(np.array(flags, np.int32))  # [processes, n]
+        return tuple(bool(v) for v in np.any(np.asarray(gathered).reshape(-1, len(flags)), axis=0))
 
     def lost_processes(self, error: BaseException) -> list[int]:
         """The processes whose loss (killed, crashed, preempted) `error` comes from; [] when it

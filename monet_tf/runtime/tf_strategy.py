@@ -123,11 +123,12 @@ def exchange(key: str, index: int, processes: int, text: str, timeout_s: float) 
             for k in range(processes)]
 
 
-def any_replica(strategy: tf.distribute.Strategy, flag: bool) -> bool:
-    """True on every process when `flag` is True on any (one all-reduce)."""
+def any_replica(strategy: tf.distribute.Strategy, flags: tuple[bool, ...]) -> tuple[bool, ...]:
+    """For each flag, True on every process when True on any (one all-reduce for all)."""
     value = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant(float(flag)))
-    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy() > 0)
+        lambda context: tf.constant([float(flag) for flag in flags]))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy()
+    return tuple(bool(v > 0) for v in total)
 
 
 _TASK = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")

@@ -74,8 +74,20 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 return
 
 
-def _alone(flag: bool) -> bool:
-    return flag
+def _alone(flags: tuple[bool, ...]) -> tuple[bool, ...]:
+    return tuple(flags)
+
+
+class TimeBudget:
+    """The run's deadline (time.monotonic()); `reached` once the run's processes agreed that it
+    passed (StopOnSignal's agreement, after a step)."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.reached = False
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -89,18 +101,23 @@ class StopOnSignal(keras.callbacks.Callback):
     thread reads and counts: XLA and TensorFlow release the GIL while they work, so it answers
     at once. The Python handler only marks the stop, so that a signal sent from the main thread
     stops the step it arrived in, as before. `last_checkpoint` names the checkpoint a rerun
-    would resume from (None: none yet). `agree(flag)`: True on every process of the run when
-    True on any (Runtime.any_process), so that all stop after the same step however far apart
-    the signals reach them.
+    would resume from (None: none yet).
+
+    After every step one agreement of the run's processes covers both reasons to stop, a
+    signal and the `clock` (a TimeBudget) passing: `agree(flags)` is, for each flag, True on
+    every process of the run when True on any (Runtime.any_process_each, one collective), so
+    that all stop after the same step however far apart the signals or clocks reach them.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, last_checkpoint: Callable[[], str | None] = lambda: None, agree=_alone):
+    def __init__(self, last_checkpoint: Callable[[], str | None] = lambda: None, agree=_alone,
+                 clock: TimeBudget | None = None):
         super().__init__()
         self.signal_name: str | None = None
         self.last_checkpoint = last_checkpoint
         self.agree = agree
+        self.clock = clock
         self._previous: dict[int, object] = {}
         self._previous_wakeup_fd = -1
         self._sockets: tuple[socket.socket, socket.socket] | None = None
@@ -162,32 +179,21 @@ class StopOnSignal(keras.callbacks.Callback):
     def requested(self) -> bool:
         return self.signal_name is not None
 
+    def _signalled(self, anywhere: bool) -> bool:
+        if anywhere:
+            self.signal_name = self.signal_name or "SIGTERM to another process"
+        return anywhere
+
     def agreed(self) -> bool:
         """Whether any process of the run got a signal (each calls this at the same point)."""
-        if self.agree(self.requested):
-            self.signal_name = self.signal_name or "SIGTERM to another process"
-            return True
-        return False
+        return self._signalled(self.agree((self.requested,))[0])
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.agreed():
-            self.model.stop_training = True
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training after the step during which `deadline` (time.monotonic()) passed (on any
-    process of the run: `agree` as for StopOnSignal)."""
-
-    def __init__(self, deadline: float, agree=_alone):
-        super().__init__()
-        self.deadline = deadline
-        self.agree = agree
-        self.reached = False
-
-    def on_train_batch_end(self, batch, logs=None):
-        # No budget (an infinite deadline, the same on every process): no collective per step.
-        if self.deadline < math.inf and self.agree(time.monotonic() >= self.deadline):
-            self.reached = True
+        clock = self.clock
+        signalled, late = self.agree((self.requested, clock is not None and clock.passed()))
+        if late:
+            clock.reached = True
+        if self._signalled(signalled) or late:
             self.model.stop_training = True
 
 

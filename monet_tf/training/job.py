@@ -318,11 +318,11 @@ def fit(run: Run, runtime: Runtime, model, manager, verbose: int | str = "auto",
     cfg, steps = run.cfg, run.steps
     saved_step = global_step(model)
     start_epoch, offset = divmod(saved_step, steps)
-    stop = cb.StopOnSignal(lambda: manager.latest, agree=runtime.any_process)
+    clock = cb.TimeBudget(run.started + run.budget if run.budget else math.inf)
+    # One agreement of the processes after each step, for a signal and the clock both.
+    stop = cb.StopOnSignal(lambda: manager.latest, agree=runtime.any_process_each, clock=clock)
     guard = cb.NonFiniteLossGuard()
-    clock = cb.TimeBudget(run.started + run.budget if run.budget else math.inf,
-                          agree=runtime.any_process)
-    callbacks, wandb_run = _callbacks(run, runtime, model, [guard, stop, clock])
+    callbacks, wandb_run = _callbacks(run, runtime, model, [guard, stop])
     callbacks.extend(extra_callbacks)
     if not runtime.chief:
         verbose = 0
@@ -393,9 +393,9 @@ def fit(run: Run, runtime: Runtime, model, manager, verbose: int | str = "auto",
 
 
 def _callbacks(run: Run, runtime: Runtime, model, controls: list):
-    """(callbacks, wandb run or None): `controls` (the NaN guard, signals, the budget) and the
-    scores on every process (losses are global, MiFID's features gathered from all); progress,
-    logs, grids and wandb on process 0 alone, which writes the files."""
+    """(callbacks, wandb run or None): `controls` (the NaN guard, the stop on a signal or the
+    budget) and the scores on every process (losses are global, MiFID's features gathered from
+    all); progress, logs, grids and wandb on process 0 alone, which writes the files."""
     cfg, workdir = run.cfg, run.workdir
     chief = runtime.chief
     callbacks = [*([cb.EpochProgbar(run.total_epochs)] if chief else []), *controls,
