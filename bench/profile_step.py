@@ -4,6 +4,7 @@ r"""Where the JAX training step spends its time: device time by category and the
     python bench/profile_step.py --image_size 256 --generator resnet_9blocks --ngf 64 --batch 8 \
         --precision mixed_bfloat16                        # on a GPU
     python bench/profile_step.py --tpu configs/kaggle_tpu.py --topology v5e-8   # no TPU needed
+    python bench/profile_step.py --tpu configs/kaggle_tpu.py --against model.instance_norm=one_pass
     python bench/profile_step.py --hlo train_step.hlo.txt --topology v5e-8     # a saved program
 
 Measured (CPU, GPU): bench/step_jax.py's flags build the same step (same networks, seed, batch,
@@ -17,13 +18,16 @@ transposes; other fusions. "idle and host" is the step's wall time less the time
 with their FLOP/s and bytes/s.
 
 Estimated (TPU): the config's train_step compiled by XLA:TPU for --topology (`monet-tf
-compile-tpu --hlo_dir`, no TPU needed), or a saved program (--hlo), and each op placed on the
-chip's roofline (bf16 peak, HBM bandwidth: monet_tf/runtime/tpus.py): max(FLOPs / peak, bytes /
+compile-tpu --hlo_dir`, no TPU needed; with --against FIELD=VALUE the same config with those
+overrides too, the two compared side by side, XLA's memory figures beside), or a saved program
+(--hlo), and each op placed on the chip's roofline (bf16 peak, HBM bandwidth: monet_tf/runtime/tpus.py): max(FLOPs / peak, bytes /
 bandwidth). Their sum is the step's time at the roofline and FLOPs over it the share of peak
 the program can reach, an upper bound the real chip approaches from below (no overlap of
 memory and compute between ops, no idle time counted).
 
-The last line is `result {...}` (JSON) with every figure printed.
+With --against FIELD=VALUE (CPU, GPU) the step is profiled as set, then with those overrides, in
+one process, and the two compared by category. The last line is `result {...}` (JSON) with every
+figure printed.
 """
 
 from __future__ import annotations
@@ -191,56 +195,82 @@ def measure(args) -> dict:
 # --- estimated: the roofline of an XLA:TPU program --------------------------------------
 
 
-def compile_for_tpu(config: str, topology: str, overrides) -> str:
-    """The config's train_step compiled by XLA:TPU (in a subprocess: compile-tpu), as text."""
+def compile_for_tpu(config: str, topology: str, overrides) -> tuple[str, dict]:
+    """The config's train_step compiled by XLA:TPU (in a subprocess: compile-tpu): its
+    optimized program as text, and compile-tpu's report (memory, FLOPs, compile time)."""
     out = tempfile.mkdtemp(prefix="monet_tf_tpu_hlo_")
     command = [sys.executable, "-m", "monet_tf", "compile-tpu", f"--config={config}",
-               f"--topology={topology}", "--programs=train_step", f"--hlo_dir={out}"]
+               f"--topology={topology}", "--programs=train_step", f"--hlo_dir={out}", "--json"]
     command += [f"--config.{item}" for item in overrides]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
                          else f"error: compile-tpu exited {done.returncode}")
-    print(done.stdout.strip())
+    report = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     with open(os.path.join(out, "train_step.hlo.txt")) as f:
-        return f.read()
+        return f.read(), report
 
 
-def estimate(args) -> dict:
-    from monet_tf.runtime import tpus
-
-    topology = tpus.topology(args.topology)
-    if args.hlo:
-        with open(args.hlo) as f:
-            text = f.read()
-        what = args.hlo
-    else:
-        text = compile_for_tpu(args.tpu, args.topology, args.set)
-        what = f"{args.tpu} train_step" + (f" ({', '.join(args.set)})" if args.set else "")
+def roofline_section(text: str, what: str, topology, top: int) -> dict:
+    """Prints one program's roofline (categories, costliest ops); returns its figures."""
     peak, bandwidth = topology.bf16_tflops * 1e12, topology.hbm_gbps * 1e9
     roofline = hlo_costs.Roofline(peak, bandwidth, hlo_costs.program_ops(text))
     rows = roofline.by_category()
+    memory_bound = [op for op in roofline.ops if op.bound(peak, bandwidth) == "memory"]
     print(f"{what} for {topology.name}, per chip, on its roofline ({peak / 1e12:g} TFLOP/s "
           f"bf16, {bandwidth / 1e9:g} GB/s HBM): {len(roofline.ops)} ops, "
           f"{roofline.flops / 1e9:.1f} GFLOP, {roofline.seconds * 1e3:.2f} ms at the roofline "
           f"-> {100 * roofline.share_of_peak:.1f}% of peak")
     _table(rows, roofline.seconds)
-    bound = sum(r["memory_bound"] for r in rows.values())
-    print(f"memory-bound ops: {bound} of {len(roofline.ops)}; time of the memory-bound: "
-          f"{sum(op.seconds(peak, bandwidth) for op in roofline.ops if op.bound(peak, bandwidth) == 'memory') * 1e3:.2f} ms")
-    print(f"the {args.top} costliest ops at the roofline (ms, GFLOP, MB, bound):")
+    print(f"memory-bound ops: {len(memory_bound)} of {len(roofline.ops)}, "
+          f"{sum(op.seconds(peak, bandwidth) for op in memory_bound) * 1e3:.2f} ms of the time")
+    print(f"the {top} costliest ops at the roofline (ms, GFLOP, MB, bound):")
     listed = []
-    for op in roofline.costliest(args.top):
+    for op in roofline.costliest(top):
         seconds = op.seconds(peak, bandwidth)
         print(f"  {seconds * 1e3:8.3f} {op.flops / 1e9:9.2f} {op.bytes / 1e6:9.1f} "
               f"{op.bound(peak, bandwidth):7}  {op.category:28} {op.name}  {op.op_name[-60:]}")
         listed.append({"name": op.name, "ms": seconds * 1e3, "category": op.category,
                        "flops": op.flops, "bytes": op.bytes, "bound": op.bound(peak, bandwidth)})
-    return {"mode": "roofline", "program": what, "topology": topology.name,
-            "peak_flops": peak, "bandwidth": bandwidth, "flops": roofline.flops,
-            "roofline_ms": roofline.seconds * 1e3, "share_of_peak": roofline.share_of_peak,
+    return {"program": what, "flops": roofline.flops, "bytes": sum(op.bytes for op in roofline.ops),
+            "ops": len(roofline.ops), "roofline_ms": roofline.seconds * 1e3,
+            "share_of_peak": roofline.share_of_peak,
             "categories": {k: {**v, "ms": v["seconds"] * 1e3} for k, v in rows.items()},
             "top": listed}
+
+
+def estimate(args) -> dict:
+    """--hlo: that program's roofline. --tpu: the config's train_step compiled for the TPU, and
+    with --against the same config with those overrides, compared side by side."""
+    from monet_tf.runtime import tpus
+
+    topology = tpus.topology(args.topology)
+    result = {"mode": "roofline", "topology": topology.name,
+              "peak_flops": topology.bf16_tflops * 1e12, "bandwidth": topology.hbm_gbps * 1e9}
+    if args.hlo:
+        with open(args.hlo) as f:
+            return {**result, **roofline_section(f.read(), args.hlo, topology, args.top)}
+    sides = {"as-set": args.set}
+    if args.against:
+        sides[",".join(args.against)] = args.set + args.against
+    figures = {}
+    for label, overrides in sides.items():
+        text, report = compile_for_tpu(args.tpu, args.topology, overrides)
+        what = f"{args.tpu} train_step" + (f" ({', '.join(overrides)})" if overrides else "")
+        figures[label] = {**roofline_section(text, what, topology, args.top),
+                          "xla": {k: report[k] for k in ("flops", "peak_bytes", "temp_bytes",
+                                                         "compile_seconds", "items_per_chip")}}
+        print()
+    if len(figures) > 1:
+        width = max(map(len, figures))
+        print(f"{'':{width}} {'roofline ms':>11} {'% peak':>6} {'GFLOP':>8} {'GB moved':>9} "
+              f"{'ops':>5} {'peak HBM GiB':>12} {'temp GiB':>8}")
+        for label, f in figures.items():
+            print(f"{label:{width}} {f['roofline_ms']:11.2f} {100 * f['share_of_peak']:6.1f} "
+                  f"{f['flops'] / 1e9:8.1f} {f['bytes'] / 1e9:9.2f} {f['ops']:5d} "
+                  f"{f['xla']['peak_bytes'] / 2**30:12.2f} {f['xla']['temp_bytes'] / 2**30:8.2f}")
+    base = figures["as-set"]
+    return {**result, **base, "sides": figures}
 
 
 def main(argv=None) -> None:
@@ -255,7 +285,28 @@ def main(argv=None) -> None:
         select_backend("jax", "cpu" if args.platform == "cpu" else args.platform or "default",
                        cpu_replicas=max(1, args.devices))
         result = measure(args)
+        if args.against:  # The same step with the overrides, profiled after it in this process.
+            base_set = args.set
+            args.set = base_set + args.against
+            print()
+            other = measure(args)
+            args.set = base_set
+            compare_measured({"as-set": result, ",".join(args.against): other})
+            result = {**result, "sides": {"as-set": result, ",".join(args.against): other}}
     print("result " + json.dumps(result))
+
+
+def compare_measured(sides: dict) -> None:
+    """Wall time and each category's time of two profiled steps, side by side."""
+    width = max(30, *map(len, sides))
+    labels = list(sides)
+    print(f"{'ms/step':30} " + " ".join(f"{label[:width]:>{width}}" for label in labels))
+    print(f"{'wall':30} " + " ".join(f"{sides[label]['wall_ms']:{width}.1f}" for label in labels))
+    for category in list(hlo_costs.CATEGORIES) + ["not in the program"]:
+        print(f"{category:30} " + " ".join(
+            f"{sides[label]['categories'][category]['ms']:{width}.1f}" for label in labels))
+    print(f"{'idle and host':30} " + " ".join(f"{sides[label]['idle_ms']:{width}.1f}"
+                                                for label in labels))
 
 
 if __name__ == "__main__":

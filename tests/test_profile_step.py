@@ -107,7 +107,7 @@ def profile(tmp_path_factory):
         [sys.executable, os.path.join(REPO, "bench", "profile_step.py"), "--platform", "cpu",
          "--image_size", "32", "--ngf", "8", "--generator", "resnet_2blocks", "--precision",
          "float32", "--steps", "2", "--trace_dir", str(trace),
-         "--set", "model.ndf=16"],
+         "--set", "model.ndf=16", "--against", "model.instance_norm=one_pass"],
         capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, json.loads(done.stdout.splitlines()[-1][len("result "):]), trace
@@ -129,6 +129,19 @@ def test_the_profile_sorts_the_steps_time_by_category(profile):
     assert report["top"] == sorted(report["top"], key=lambda op: -op["ms"])
     assert abs(report["program_flops"] - report["flops"]) < 0.01 * report["flops"]
     assert report["overrides"] == ["model.ndf=16"] and report["ndf"] == 16
+
+
+def test_against_profiles_the_option_after_the_step_as_set(profile):
+    out, report, _ = profile
+    after = report["sides"]["model.instance_norm=one_pass"]
+    assert after["overrides"] == ["model.ndf=16", "model.instance_norm=one_pass"]
+    assert report["sides"]["as-set"]["wall_ms"] == report["wall_ms"]
+    # The same convolutions either way; the norms are other ops.
+    conv = lambda side: sum(row["flops"] for category, row in side["categories"].items()  # noqa: E731
+                            if category.startswith("convolution"))
+    assert conv(after) == pytest.approx(conv(report), rel=1e-3) and conv(after) > 0
+    assert after["categories"]["norm reductions"]["ms"] > 0
+    assert "ms/step" in out and "wall" in out
 
 
 def test_the_trace_is_kept_for_tensorboard(profile):
