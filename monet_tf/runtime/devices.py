@@ -13,6 +13,7 @@ process's devices. Each process feeds its own part of every global batch (`host_
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
@@ -109,12 +110,7 @@ class Runtime:
         """This process is done with the others (finished, or stopping on purpose): they no
         longer count it as lost when it goes quiet."""
         if self.processes > 1 and self.backend == "jax":
-            _LEFT.set()
-            try:
-                _jax_client().key_value_set(f"monet_tf/done/{self.process_index}", "1",
-                                            allow_overwrite=True)
-            except Exception:  # noqa: BLE001 - process 0 already gone: nobody to tell
-                pass
+            _leave(self.process_index)
 
     def host_batches(self, make):
         """What `fit` takes to train on this process's own part of every global batch, given
@@ -293,9 +289,32 @@ def _start_jax_processes(cluster: clusters.Cluster, strategy: str) -> None:
             coordinator_address=cluster.coordinator, num_processes=cluster.processes,
             process_id=cluster.index,
             coordinator_bind_address=clusters.bind_address(cluster.coordinator), **timeouts)
-    threading.Thread(target=_watch, args=(jax.process_index(), jax.process_count(),
-                                          cluster.heartbeat / 2),
-                     daemon=True, name="monet_tf_watch").start()
+    watch = threading.Thread(target=_watch, args=(jax.process_index(), jax.process_count(),
+                                                  cluster.heartbeat / 2),
+                             daemon=True, name="monet_tf_watch")
+    watch.start()
+    _WATCH.append(watch)
+    atexit.register(_leave, jax.process_index())
+
+
+def _leave(index: int) -> None:
+    """Ends the watch, waiting for its current call into the store to return, then marks this
+    process done there. Runtime.leave calls it, and so does the interpreter's exit before it
+    finalises: a daemon thread that came back from jaxlib's C++ (which had released the GIL)
+    during finalisation was ended by pthread_exit, whose unwinding through jaxlib's frames
+    aborted the process ("terminate called after throwing an instance of ''", "FATAL:
+    exception not rethrown") after the run's work was done: 3 exits in 4 of two processes."""
+    if _LEFT.is_set() and not _WATCH:
+        return  # Left already.
+    _LEFT.set()
+    for watch in _WATCH:
+        if watch is not threading.current_thread():
+            watch.join(timeout=30)
+    _WATCH.clear()
+    try:
+        _jax_client().key_value_set(f"monet_tf/done/{index}", "1", allow_overwrite=True)
+    except Exception:  # noqa: BLE001 - process 0 already gone: nobody to tell
+        pass
 
 
 def stop_for_lost(lost: list[int], processes: int, index: int) -> None:
@@ -337,10 +356,11 @@ def _watch(index: int, processes: int, silence: float) -> None:
                 return
         if lost:
             stop_for_lost(lost, processes, index)
-        time.sleep(_BEAT_S)
+        _LEFT.wait(_BEAT_S)
 
 
 _LEFT = threading.Event()  # Set when this process leaves the run (Runtime.leave).
+_WATCH: list[threading.Thread] = []  # The watch while it runs.
 # What a collective or the coordination service raise when a process of the run is gone.
 _PEER_FAILURE = re.compile(r"Gloo|UNAVAILABLE|DEADLINE_EXCEEDED|Connection (reset|closed)|"
                            r"heartbeat", re.I)
