@@ -57,6 +57,28 @@ def test_a_resume_that_logs_other_columns_widens_the_csv_instead_of_misaligning_
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
+def test_a_resume_drops_the_epochs_its_checkpoint_lacks_and_logs_them_again(tmp_path):
+    """The rows after the restored checkpoint's epoch go (the header with them kept), and the
+    resumed run's rows take their places under the same columns."""
+    path = tmp_path / "metrics.csv"
+    MetricsCSV.drop_epochs_from(str(path), 1)  # No file yet: nothing to do.
+    assert not path.exists()
+    losses = epoch_logs(["gen_total_loss", "cycle_loss"], epochs=4)
+    log_run(MetricsCSV(str(path)), 0, losses[:2])
+    log_run(MetricsCSV(str(path)), 2, [{**losses[2], "mifid": 40.0}])
+    header = path.read_text().splitlines()[0]
+    MetricsCSV.drop_epochs_from(str(path), 1)
+    assert path.read_text().splitlines()[0] == header and "mifid" in header
+    rows = log_run(MetricsCSV(str(path)), 1, losses[1:])
+    assert [row["epoch"] for row in rows] == ["0", "1", "2", "3"]
+    assert [row["mifid"] for row in rows] == ["NA"] * 4
+    assert [float(row["cycle_loss"]) for row in rows] == [logs["cycle_loss"] for logs in losses]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    MetricsCSV.drop_epochs_from(str(empty), 0)
+    assert empty.read_text() == ""
+
+
 def panels_of(fig) -> dict[str, list[str]]:
     """{panel title: legend labels} of a loss-curve figure."""
     return {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes}

@@ -312,31 +312,50 @@ LOSS_PANELS = (
 OTHER_PANEL = "other"
 
 
+def _read_csv(path: str) -> tuple[list[str] | None, list[list[str]]]:
+    """(header, rows) of a CSV file; (None, []) when it is empty."""
+    with tf.io.gfile.GFile(path) as f:
+        rows = [row for row in csv.reader(f) if row]
+    return (rows[0], rows[1:]) if rows else (None, [])
+
+
+def _rewrite_csv(path: str, header: list[str], rows: list[list[str]]) -> None:
+    """The whole file again: `header`, then each row, "NA" in the columns it lacks."""
+    with tf.io.gfile.GFile(path, "w") as f:
+        csv.writer(f, lineterminator="\n").writerows(
+            [header, *(row + ["NA"] * (len(header) - len(row)) for row in rows)])
+
+
 class MetricsCSV(keras.callbacks.CSVLogger):
-    """Keras' CSVLogger appending across resumes, in the file's own column order. A resumed run
-    may log other columns than the rows before it (scores turned on or off, say): new ones are
-    added to the file first ("NA" in the earlier rows), a missing one gets "NA", instead of rows
-    that no longer match the header, which break every reader of the file."""
+    """Keras' CSVLogger appending across resumes, in the file's own column order, and the one
+    writer of metrics.csv. A resumed run may log other columns than the rows before it (scores
+    turned on or off, say): new ones are added to the file first ("NA" in the earlier rows), a
+    missing one gets "NA", instead of rows that no longer match the header, which break every
+    reader of the file. `drop_epochs_from` removes the rows a resumed run logs again."""
 
     def __init__(self, filename: str):
         super().__init__(filename, append=True)
+
+    @staticmethod
+    def drop_epochs_from(path: str, epochs_done: int) -> None:
+        """Drops the rows of epochs that the restored checkpoint does not contain."""
+        if not tf.io.gfile.exists(path):
+            return
+        header, rows = _read_csv(path)
+        if header is not None:
+            _rewrite_csv(path, header, [row for row in rows if int(row[0]) < epochs_done])
 
     def on_epoch_end(self, epoch, logs=None):
         if self.keys is None and not self.append_header:  # Appending to an earlier run's rows.
             keys = sorted(logs or {})
             if not any(key.startswith("val_") for key in keys):  # As CSVLogger names them.
                 keys += [f"val_{key}" for key in keys]
-            with tf.io.gfile.GFile(self.filename) as f:
-                reader = csv.DictReader(f)
-                rows, header = list(reader), reader.fieldnames or ["epoch"]
+            header, rows = _read_csv(self.filename)
+            header = header or ["epoch"]
             columns = header[1:] + [key for key in keys if key not in header]
             if len(columns) > len(header) - 1:
                 self.csv_file.close()
-                with tf.io.gfile.GFile(self.filename, "w") as f:
-                    writer = csv.DictWriter(f, ["epoch", *columns], restval="NA",
-                                            lineterminator="\n")
-                    writer.writeheader()
-                    writer.writerows(rows)
+                _rewrite_csv(self.filename, ["epoch", *columns], rows)
                 self.on_train_begin()  # Reopens the file to append, as CSVLogger does.
             self.keys = columns
         super().on_epoch_end(epoch, logs)

@@ -8,7 +8,6 @@ its last checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -86,17 +85,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def global_step(model) -> int:
     """Training steps done: the first network's optimizer's count (Keras' `model.optimizer`)."""
     return int(model.optimizer.iterations.numpy())
-
-
-def _truncate_csv(path: str, epochs_done: int) -> None:
-    """Drops CSV rows of epochs that the restored checkpoint does not contain."""
-    if not tf.io.gfile.exists(path):
-        return
-    with tf.io.gfile.GFile(path) as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
-    with tf.io.gfile.GFile(path, "w") as f:
-        csv.writer(f, lineterminator="\n").writerows(kept)
 
 
 def _first_batch(dataset: tf.data.Dataset, n: int) -> tf.Tensor:
@@ -305,7 +293,7 @@ def restore(run: Run, runtime: Runtime):
               f"step {offset} of {run.steps}.", flush=True)
     if runtime.chief:
         ckpt.save_config(cfg, run.workdir)
-        _truncate_csv(os.path.join(run.workdir, METRICS_CSV), start_epoch)
+        cb.MetricsCSV.drop_epochs_from(os.path.join(run.workdir, METRICS_CSV), start_epoch)
     _same_workdir_everywhere(runtime, cfg, run.workdir)
     return model, manager
 
