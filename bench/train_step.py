@@ -700,7 +700,7 @@ def main(argv: list[str]) -> None:
           f"batch {BATCH}; rounds {FLAGS.rounds}, steps "
           f"{FLAGS.steps or f'auto (~{FLAGS.block_seconds:g} s blocks)'}"
           + ("" if FLAGS.model == "cyclegan" and not FLAGS.against
-             else f"; {_compared()} vs {_base()}"), flush=True)
+             else f"; {'' if FLAGS.against else 'model '}{_compared()} vs {_base()}"), flush=True)
     if FLAGS.model != "cyclegan" or FLAGS.against:
         if FLAGS.against and FLAGS.model != "cyclegan":
             commandline.fail("--against compares the CycleGAN step with itself; leave --model out")
