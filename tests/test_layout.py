@@ -8,8 +8,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from monet_tf import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

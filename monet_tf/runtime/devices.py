@@ -26,10 +26,11 @@ from typing import Callable
 import keras
 import numpy as np
 
+from monet_tf.config import PRECISIONS as POLICIES
 from monet_tf.runtime import cluster as clusters
 from monet_tf.runtime import tf_strategy as tf_strategies
 from monet_tf.runtime.precision import auto_precision
-from monet_tf.runtime.tf_strategy import POLICIES, StrategyError
+from monet_tf.runtime.tf_strategy import StrategyError
 
 # How long a process waits for the others at an exchange: they may be validating data or
 # exporting for process 0; a process that died is found by its heartbeats long before.

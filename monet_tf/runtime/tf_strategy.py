@@ -8,7 +8,6 @@ import re
 
 import tensorflow as tf
 
-from monet_tf.config import PRECISIONS as POLICIES
 from monet_tf.runtime import cluster as clusters
 
 STRATEGIES = ("tpu", "gpu", "cpu")
