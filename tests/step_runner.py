@@ -16,9 +16,11 @@ processes each feeds its own rows of every batch, and process i > 0 saves to OUT
 """
 
 import argparse
+import atexit
 import json
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,6 +31,10 @@ SIZE = 32
 
 def main():
     backend, host_devices, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    # Registered first, so it runs last: a thread still alive there goes into the interpreter's
+    # finalisation, where one coming back from C++ aborts the process (runtime.devices._leave).
+    atexit.register(lambda: print("threads at exit:", sorted(
+        t.name for t in threading.enumerate() if t is not threading.main_thread()), flush=True))
     select_backend(backend, "cpu", host_devices)
     with open(cases) as f:
         cases = json.load(f)
