@@ -31,6 +31,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tests import kaggle_venv  # noqa: E402
+from tests.suite_timeline import pytest_runtest_protocol  # noqa: E402,F401 - the hook
 
 # Must happen before TensorFlow initialises its devices: every test process sees /cpu:0 and /cpu:1.
 _cpus = tf.config.list_physical_devices("CPU")

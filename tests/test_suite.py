@@ -6,6 +6,7 @@ pytest-dev/pytest-xdist#1386), each worker would run those fixtures again, and t
 take minutes longer without failing.
 """
 
+import os
 import pathlib
 import shlex
 import subprocess
@@ -56,3 +57,41 @@ def test_ci_command_runs_a_groups_module_fixture_once(tmp_path):
     assert "18 passed" in result.stdout, result.stdout[-2000:]
     runs = log.read_text().split()
     assert len(runs) == 1, f"the group's module fixture ran in {len(runs)} workers: {runs}"
+
+
+MEASURED = '''
+import subprocess, sys, time
+
+def test_waits():
+    time.sleep(0.3)
+
+def test_works():
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    subprocess.run([sys.executable, "-c", "import time\\nend = time.process_time() + 0.3\\n"
+                    "while time.process_time() < end: pass"], check=True)
+'''
+
+
+def test_cpu_log_counts_each_tests_own_and_its_subprocesses_cpu(tmp_path):
+    """MONET_TF_TEST_CPU_LOG (tests/suite_timeline.py's hook): a test's CPU seconds, its subprocesses' with
+    them, and not the wall time it waits; tests/suite_timeline.py sums them up."""
+    from tests import suite_timeline
+
+    (tmp_path / "test_measured.py").write_text(MEASURED)
+    log = tmp_path / "cpu.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.suite_timeline",
+         "--rootdir", str(tmp_path), str(tmp_path / "test_measured.py")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+             "MONET_TF_TEST_CPU_LOG": str(log)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    records = {r["test"].split("::")[-1]: r for r in suite_timeline.load(str(log))}
+    assert set(records) == {"test_waits", "test_works"}
+    assert records["test_waits"]["wall"] >= 0.3 and records["test_waits"]["cpu"] < 0.2
+    assert records["test_works"]["cpu"] >= 0.6
+    text = suite_timeline.summary(list(records.values()))
+    assert text.startswith("2 tests, ") and "worker -: 2 tests" in text
+    assert text.splitlines()[-2].endswith("test_measured.py::test_works")
