@@ -25,7 +25,8 @@ COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "coll
 # Ops that move data without arithmetic; a fusion of only these is a copy.
 DATA_MOVEMENT = {"pad", "copy", "transpose", "concatenate", "slice", "reverse", "reshape",
                  "bitcast", "broadcast", "dynamic-slice", "dynamic-update-slice", "gather",
-                 "copy-start", "copy-done", "parameter", "constant", "get-tuple-element",
+                 "copy-start", "copy-done", "slice-start", "slice-done", "parameter", "constant",
+                 "get-tuple-element",
                  "tuple", "iota", "convert", "select", "scatter"}
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all",
         "partition-id", "replica-id", "opt-barrier", "while", "call", "conditional",
@@ -71,6 +72,7 @@ class _Instruction:
     opcode: str
     operands: list[str]
     attributes: str
+    arguments: str = ""  # The text between the opcode's parentheses (a parameter's index).
 
 
 def _split_instruction(line: str) -> _Instruction | None:
@@ -98,7 +100,7 @@ def _split_instruction(line: str) -> _Instruction | None:
         if depth == 0:
             break
     operands = re.findall(r"%([\w.\-]+)", rest[:i])
-    return _Instruction(name.lstrip("%"), shape, opcode.strip(), operands, rest[i + 1:])
+    return _Instruction(name.lstrip("%"), shape, opcode.strip(), operands, rest[i + 1:], rest[:i])
 
 
 def parse_module(text: str) -> tuple[dict[str, list[_Instruction]], str]:
@@ -248,9 +250,9 @@ def program_ops(text: str) -> list[Op]:
         if name in fused or name in applied:
             continue  # Inside a fusion, or a reduction's / sort's scalar function.
         for i in body:
-            if i.opcode in FREE:
+            if i.opcode in FREE or i.opcode.endswith("-done"):  # An async op's wait.
                 continue
-            moved = shape_bytes(i.shape) + sum(shape_bytes(shapes.get(o, "")) for o in i.operands)
+            moved = _bytes_moved(i, shapes, computations)
             if i.opcode == "fusion":
                 flops, opcodes, convs = 0.0, set(), []
                 for called in _called(i):
@@ -263,6 +265,9 @@ def program_ops(text: str) -> list[Op]:
                 category = f"convolution {_conv_direction(convs[0], kernel_elements)}"
             elif i.opcode.startswith(COLLECTIVES):
                 category = "collectives"
+            elif i.opcode == "custom-call" and re.search(
+                    r'custom_call_target="\w*(Concat|Bitcast|Copy|Slice)', i.attributes):
+                category = "pads, copies and transposes"
             elif "reduce" in opcodes and any(len(_dims(shapes.get(o, ""))) >= 4
                                              for o in _reduce_inputs(i, computations)):
                 category = "norm reductions"
@@ -273,6 +278,42 @@ def program_ops(text: str) -> list[Op]:
             ops.append(Op(i.name, i.opcode, category, flops, float(moved), i.shape,
                           _op_name(i)))
     return ops
+
+
+SLICING = {"slice", "dynamic-slice", "gather", "bitcast", "get-tuple-element"}
+
+
+def _bytes_moved(instruction: _Instruction, shapes: dict[str, str], computations) -> float:
+    """HBM bytes an op reads and writes: its output and operands, where an operand only sliced
+    (a slice / dynamic-slice / gather of a fusion parameter) counts the slices it reads, and an
+    async op's start counts its transfer once in and out (its done is free)."""
+    if instruction.opcode.endswith("-start"):
+        arrays = [dims for dims in (_ARRAY.findall(instruction.shape)) if dims[1]]
+        sizes = [shape_bytes(f"{dtype}[{dims}]") for dtype, dims in arrays]
+        return 2.0 * min(sizes) if sizes else 0.0
+    read = [shape_bytes(shapes.get(o, "")) for o in instruction.operands]
+    if instruction.opcode in ("slice", "dynamic-slice", "gather"):
+        read = [shape_bytes(instruction.shape)]
+    elif instruction.opcode == "dynamic-update-slice" and len(instruction.operands) > 1:
+        return 2.0 * shape_bytes(shapes.get(instruction.operands[1], ""))  # In place.
+    elif instruction.opcode == "fusion":
+        called = _called(instruction)
+        body = computations.get(called[0], ()) if called else ()
+        if body and body[-1].opcode == "dynamic-update-slice" and len(body[-1].operands) > 1:
+            return 2.0 * shape_bytes(shapes.get(body[-1].operands[1], ""))  # In place.
+        params = {inner.name: int(inner.arguments) for inner in body
+                  if inner.opcode == "parameter" and inner.arguments.strip().isdigit()}
+        users: dict[str, list] = {name: [] for name in params}
+        for inner in body:
+            for operand in inner.operands:
+                if operand in users:
+                    users[operand].append(inner)
+        for name, index in params.items():
+            uses = users[name]
+            if index < len(read) and uses and all(u.opcode in ("slice", "dynamic-slice", "gather")
+                                                  and u.operands[0] == name for u in uses):
+                read[index] = min(read[index], sum(shape_bytes(u.shape) for u in uses))
+    return float(shape_bytes(instruction.shape) + sum(read))
 
 
 def _op_flops(instruction: _Instruction, shapes: dict[str, str]) -> float:
