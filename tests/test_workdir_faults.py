@@ -52,7 +52,8 @@ def test_a_full_disk_is_recognised_in_each_layers_words():
     assert disk.disk_full(OSError(errno.EDQUOT, "Disk quota exceeded")).reason == errno.EDQUOT
     assert disk.disk_full(OSError(errno.EFBIG, "File too large", "/w/x")).path == "/w/x"
     # Not a full disk: memory, another OSError.
-    assert disk.disk_full(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None
+    out_of_memory = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    assert disk.disk_full(out_of_memory) is None
     assert disk.disk_full(OSError(errno.EACCES, "Permission denied")) is None
     try:  # Raised from: a wrapper of the error still says it.
         try:
@@ -235,26 +236,35 @@ shutil.copytree(trained, workdir)
 run = [sys.executable, sys.argv[5], f"--config={config}", f"--workdir={workdir}",
        "--config.train.epochs=2", "--config.train.deterministic=True"]
 
-def state():
-    root = workdir / "checkpoints"
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.iterdir())}
+def state(folder="checkpoints"):
+    return {str(p.relative_to(workdir / folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((workdir / folder).rglob("*")) if p.is_file()}
 
-def phase(*flags):
+def phase(*flags, free=None):
+    ballast = workdir.parent / "ballast"
+    if free is not None:  # All but `free` bytes of the volume taken.
+        stat = os.statvfs(workdir)
+        ballast.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - free))
     result = subprocess.run(run + list(flags), capture_output=True, text=True)
+    ballast.unlink(missing_ok=True)
     return {"rc": result.returncode, "stdout": result.stdout[-4000:],
-            "stderr": result.stderr[-4000:], "checkpoints": state(),
+            "stderr": result.stderr[-4000:], "checkpoints": state(), "export": state("export"),
             "zips": sorted(p.name for p in zips.iterdir())}
 
-out = {"before": state()}
-# Ballast leaving 1 MB: room for epoch 3's log, grid and curves, not for its 2.4 MB checkpoint.
-stat = os.statvfs(workdir)
-ballast = workdir.parent / "ballast"
-ballast.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 1_000_000))
-out["full"] = phase()
-ballast.unlink()
+out = {"before": state(), "export_before": state("export")}
+# Epoch 3 writes ~0.2 MB of log, grid and curves, then its 2.4 MB checkpoint, then ~1 MB of
+# SavedModels.
+out["full"] = phase(free=1_000_000)
+out["export_full"] = phase(free=2_850_000)
 out["zip_full"] = phase(f"--submission={zips / 'images.zip'}",
                         "--config.submission.allow_any_count=True")
+grid = subprocess.run([sys.executable, "-c", (
+    "import sys; from monet_tf.runtime import disk\n"
+    "try:\n    disk.write_bytes(sys.argv[1], bytes(200_000), 'the sample grid')\n"
+    "except disk.DiskFull as full:\n    print(full)\n"), str(zips / "epoch_0004.png")],
+    capture_output=True, text=True)
+out["grid"] = {"stdout": grid.stdout, "stderr": grid.stderr[-3000:],
+               "zips": sorted(p.name for p in zips.iterdir())}
 print(json.dumps(out))
 """
 
@@ -278,8 +288,9 @@ def _private_tmpfs(*mounts: tuple[pathlib.Path, str]) -> list[str] | None:
 @pytest.mark.xdist_group("workdir_faults")
 def test_a_full_disk_ends_the_run_with_one_line_and_the_rerun_with_space_resumes(
         trained, tmp_path):
-    """A 16 MB volume filled to 1 MB before epoch 3's checkpoint (2.4 MB); then, with space
-    again, the same command with its submission on a 64 KB volume (the zip needs ~0.9 MB)."""
+    """A 16 MB volume filled to 1 MB free before epoch 3's checkpoint (2.4 MB), then to room
+    for the checkpoint but not the export; then, with space again, the same command with its
+    submission on a 64 KB volume (the zip needs ~1.5 MB), where a sample grid fails too."""
     volume, zips = tmp_path / "volume", tmp_path / "zips"
     volume.mkdir()
     zips.mkdir()
@@ -295,7 +306,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_the_rerun_with_space_resumes
     out = json.loads(result.stdout.strip().splitlines()[-1])
     root = volume / "run" / "checkpoints"
 
-    full = out["full"]
+    full, export_full = out["full"], out["export_full"]
     assert full["rc"] == 2, full["stderr"]
     line = _one_error_line(full["stderr"])
     assert line.startswith(f"error: writing the checkpoint to {root}/ckpt-9: no space left on "
@@ -306,12 +317,24 @@ def test_a_full_disk_ends_the_run_with_one_line_and_the_rerun_with_space_resumes
     assert "Epoch 3/3" in full["stdout"]
     assert full["checkpoints"] == out["before"]  # No ckpt-9_temp, no ckpt-9.*; 3 and 6 whole.
 
+    assert export_full["rc"] == 2, export_full["stderr"]
+    assert f"Resuming from {root}/ckpt-6: epoch 3, step 0 of 3." in export_full["stdout"]
+    assert "ckpt-9.index" in export_full["checkpoints"]
+    line = _one_error_line(export_full["stderr"])
+    assert line.startswith(f"error: writing the SavedModel to {volume}/run/export/"
+                           "photo_to_monet: no space left on the device (it needs about "), line
+    assert "; the part written is removed. The checkpoints before it are intact" in line, line
+    assert export_full["export"] == out["export_before"]  # The last export whole, no *.tmp.
+
     zip_full = out["zip_full"]
     assert zip_full["rc"] == 2, zip_full["stderr"]
-    assert f"Resuming from {root}/ckpt-6: epoch 3, step 0 of 3." in zip_full["stdout"]
-    assert "ckpt-9.index" in zip_full["checkpoints"]
+    assert f"Resuming from {root}/ckpt-9: epoch 4, step 0 of 3." in zip_full["stdout"]
     line = _one_error_line(zip_full["stderr"])
     assert line.startswith(f"error: writing the images to {zips}/images.zip: no space left on "
                            "the device (it needs about "), line
     assert "; the part written is removed. " in line
     assert zip_full["zips"] == []  # images.zip.partial removed.
+    grid = out["grid"]
+    assert grid["stdout"].startswith(f"writing the sample grid to {zips}/epoch_0004.png: no space "
+                                     "left on the device (it needs about 200.0 KB, "), grid
+    assert grid["zips"] == []
