@@ -228,6 +228,29 @@ def test_on_jax_when_no_checkpoint_can_be_read_the_run_stops_with_one_line(train
     assert "Epoch" not in result.stdout
 
 
+@pytest.mark.slow
+def test_a_run_of_two_processes_on_a_workdir_in_use_stops_on_both(tmp_path):
+    """Process 0 tries the lock and tells process 1 (TensorFlow's workers, from monet-tf launch):
+    both stop with the line, neither waits for the other to time out. Held here, by this test."""
+    fd = workdir_lock.acquire(str(tmp_path))
+    try:
+        env = {k: v for k, v in _env().items() if not k.startswith(("KERAS_", "TF_CONFIG"))}
+        result = subprocess.run(
+            [sys.executable, "-m", "monet_tf", "launch", "--num_processes=2", "--",
+             sys.executable, str(REPO / "run_train.py"), f"--config={TINY}",
+             f"--workdir={tmp_path}", "--coordinator_timeout=60"],
+            capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        os.close(fd)
+    assert result.returncode == 2, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    for index in (0, 1):
+        assert (f"[process {index}] error: --workdir={tmp_path} is in use by process "
+                f"{os.getpid()} on {socket.gethostname()} since ") in output, output[-3000:]
+    assert not (tmp_path / "checkpoints").exists()
+
+
 FULL_DISK = r"""
 import hashlib, json, os, pathlib, shutil, subprocess, sys
 
