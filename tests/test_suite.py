@@ -75,15 +75,15 @@ def test_works():
 
 
 def test_cpu_log_counts_each_tests_own_and_its_subprocesses_cpu(tmp_path):
-    """MONET_TF_TEST_CPU_LOG (tests/suite_timeline.py's hook): a test's CPU seconds, its subprocesses' with
-    them, and not the wall time it waits; tests/suite_timeline.py sums them up."""
+    """MONET_TF_TEST_CPU_LOG (tests/suite_timeline.py's hook): a test's CPU seconds, its
+    subprocesses' with them, not the wall time it waits; and the summary of them."""
     from tests import suite_timeline
 
     (tmp_path / "test_measured.py").write_text(MEASURED)
     log = tmp_path / "cpu.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.suite_timeline",
-         "--rootdir", str(tmp_path), str(tmp_path / "test_measured.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "tests.suite_timeline", "--rootdir", str(tmp_path), str(tmp_path / "test_measured.py")],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
              "MONET_TF_TEST_CPU_LOG": str(log)})
