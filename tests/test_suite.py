@@ -83,7 +83,8 @@ def test_cpu_log_counts_each_tests_own_and_its_subprocesses_cpu(tmp_path):
     log = tmp_path / "cpu.jsonl"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-p", "tests.suite_timeline", "--rootdir", str(tmp_path), str(tmp_path / "test_measured.py")],
+         "-p", "tests.suite_timeline", "--rootdir", str(tmp_path),
+         str(tmp_path / "test_measured.py")],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
              "MONET_TF_TEST_CPU_LOG": str(log)})
