@@ -98,6 +98,31 @@ def test_roofline_places_each_op_at_its_bound():
     assert roofline.seconds == pytest.approx(2.0 + 3.0)
     assert roofline.share_of_peak == pytest.approx((2e12 + 1e9) / 5.0 / 1e12)
     assert roofline.by_category()["other fusions"]["memory_bound"] == 1
+    assert roofline.seconds_overlapped == roofline.seconds
+
+
+MEMORY_SPACE = """HloModule jit_train_step, entry_computation_layout={()}
+
+ENTRY %main.1 (x: bf16[1024,1024]) -> bf16[1024,1024] {
+  %x = bf16[1024,1024]{1,0} parameter(0)
+  %copy-start.1 = (bf16[1024,1024]{1,0:S(1)}, bf16[1024,1024]{1,0}, u32[]) copy-start(bf16[1024,1024]{1,0} %x)
+  %copy-done.1 = bf16[1024,1024]{1,0:S(1)} copy-done((bf16[1024,1024]{1,0:S(1)}, bf16[1024,1024]{1,0}, u32[]) %copy-start.1)
+  ROOT %add.1 = bf16[1024,1024]{1,0} add(bf16[1024,1024]{1,0:S(1)} %copy-done.1, bf16[1024,1024]{1,0:S(1)} %copy-done.1)
+}
+"""
+
+
+def test_an_asynchronous_transfer_counts_once_and_can_hide_under_compute():
+    """XLA:TPU's memory-space prefetch (copy-start ... copy-done) moves its array in and out
+    once; the roofline's second bound runs it under the compute around it."""
+    ops = {op.name: op for op in hlo_costs.program_ops(MEMORY_SPACE)}
+    assert set(ops) == {"copy-start.1", "add.1"}  # The done is a wait, not an op.
+    array = 1024 * 1024 * 2
+    assert ops["copy-start.1"].asynchronous and ops["copy-start.1"].bytes == 2 * array
+    assert not ops["add.1"].asynchronous and ops["add.1"].bytes == 3 * array
+    roofline = hlo_costs.Roofline(1e12, 1e9, list(ops.values()))
+    assert roofline.seconds == pytest.approx(5 * array / 1e9)
+    assert roofline.seconds_overlapped == pytest.approx(3 * array / 1e9)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ DATA_MOVEMENT = {"pad", "copy", "transpose", "concatenate", "slice", "reverse", 
                  "copy-start", "copy-done", "slice-start", "slice-done", "parameter", "constant",
                  "get-tuple-element",
                  "tuple", "iota", "convert", "select", "scatter"}
+ASYNC_TRANSFERS = {"copy-start", "slice-start"}
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all",
         "partition-id", "replica-id", "opt-barrier", "while", "call", "conditional",
         "copy-done", "all-reduce-done", "async-done"}
@@ -57,6 +58,10 @@ class Op:
     bytes: float
     shape: str
     op_name: str = ""  # The framework's name in the op's metadata (jit(...)/.../conv2d/...).
+    # A transfer XLA scheduled asynchronously between memories (copy-start, slice-start, and
+    # the ConcatBitcast-style custom calls of its memory-space assignment): it can run under
+    # the compute around it.
+    asynchronous: bool = False
 
     def seconds(self, peak_flops: float, bandwidth: float) -> float:
         return max(self.flops / peak_flops, self.bytes / bandwidth)
@@ -275,8 +280,10 @@ def program_ops(text: str) -> list[Op]:
                 category = "pads, copies and transposes"
             else:
                 category = "other fusions"
+            asynchronous = i.opcode in ASYNC_TRANSFERS or (
+                i.opcode == "custom-call" and category == "pads, copies and transposes")
             ops.append(Op(i.name, i.opcode, category, flops, float(moved), i.shape,
-                          _op_name(i)))
+                          _op_name(i), asynchronous))
     return ops
 
 
@@ -358,6 +365,13 @@ class Roofline:
         return sum(op.seconds(self.peak_flops, self.bandwidth) for op in self.ops)
 
     @property
+    def seconds_overlapped(self) -> float:
+        """The time with every asynchronous transfer hidden under compute: the other bound of
+        the estimate (`seconds` runs them one after another)."""
+        return sum(op.seconds(self.peak_flops, self.bandwidth) for op in self.ops
+                   if not op.asynchronous)
+
+    @property
     def flops(self) -> float:
         return sum(op.flops for op in self.ops)
 
@@ -365,6 +379,11 @@ class Roofline:
     def share_of_peak(self) -> float:
         """FLOP/s the program reaches at its roofline time, over the chip's peak."""
         return self.flops / self.seconds / self.peak_flops if self.seconds else 0.0
+
+    @property
+    def share_of_peak_overlapped(self) -> float:
+        seconds = self.seconds_overlapped
+        return self.flops / seconds / self.peak_flops if seconds else 0.0
 
     def by_category(self) -> dict[str, dict]:
         rows = {c: {"ops": 0, "flops": 0.0, "bytes": 0.0, "seconds": 0.0, "memory_bound": 0}
