@@ -24,7 +24,8 @@ os.environ.setdefault("MONET_TF_PRECISION_CACHE", str(_CACHES / "precision.json"
 # (measured on this Intel Xeon). Rounding may differ from an optimised build (2e-5 after two
 # float32 steps: FMA contraction), never between the runs a test compares, which share the flag.
 # The suite sets XLA_FLAGS itself (a caller's device count would change what the tests see);
-# its subprocesses inherit them and add their own.
+# its subprocesses inherit them and add their own (Kaggle's venv drops this one:
+# tests/kaggle_venv.py).
 os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
 
 import pytest  # noqa: E402
