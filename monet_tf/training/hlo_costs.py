@@ -378,11 +378,13 @@ class Roofline:
     @property
     def share_of_peak(self) -> float:
         """FLOP/s the program reaches at its roofline time, over the chip's peak."""
-        return self.flops / self.seconds / self.peak_flops if self.seconds else 0.0
+        return self._share(self.seconds)
 
     @property
     def share_of_peak_overlapped(self) -> float:
-        seconds = self.seconds_overlapped
+        return self._share(self.seconds_overlapped)
+
+    def _share(self, seconds: float) -> float:
         return self.flops / seconds / self.peak_flops if seconds else 0.0
 
     def by_category(self) -> dict[str, dict]:
